@@ -1,0 +1,114 @@
+// Register-blocked matrix product with a fused epilogue, on strided storage-buffer operands.
+//
+//   C[i, j] = epilogue( sum_k A[i, k] * B[k, j] ),   i < m, j < n, k < kdim
+//
+// Operands are addressed through element offsets and strides, so one kernel serves all three
+// products of a linear layer without transposing anything in memory:
+//   A[i, k] = a[a_off + i * a_rs + k * a_cs]      B[k, j] = b[b_off + k * b_rs + j * b_cs]
+//   C[i, j] = c[c_off + i * c_rs + j]             (C rows are contiguous)
+// forward  Y = X W^T + bias:  A = X [batch, in], B = W^T (W is [out, in], so b_rs = 1, b_cs = in)
+// grad_x   dX = dY W:         A = dY [batch, out], B = W [out, in]
+// grad_w   dW = dY^T X:       A = dY^T (a_rs = 1, a_cs = out), B = X [batch, in]
+//
+// Epilogue, by bits of `flags`, applied in this order:
+//   1 BIAS  add bias[bias_off + j]
+//   2 RELU  max(x, 0)
+//   4 MASK  multiply by (mask[mask_off + i * mask_rs + j] > 0): the ReLU backward, where `mask`
+//           is the ReLU's forward output (PyTorch's threshold_backward uses the output too)
+// C is overwritten, never accumulated into.
+//
+// Invocation (x, y) computes the 4x4 block of C at rows 4y.., columns 4x.., with the k loop in
+// ascending order, so every result is a fixed-order sum: the kernel is deterministic. Rows and
+// columns past the edge are clamped on load (the values are discarded on store), so every load
+// is in bounds and no branch sits in the inner loop.
+//
+// Workgroup 16x8 covers a 32-row x 64-column tile of C; the host's ceil-div dispatch in
+// src/kernels/matmul.rs uses TILE_M = 32 and TILE_N = 64 and must change with WG_X/WG_Y/TM/TN.
+// No workgroup memory: on llvmpipe it made every variant slower (shared/notes measurements).
+
+struct Params {
+    m: u32,
+    n: u32,
+    kdim: u32,
+    flags: u32,
+    a_off: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_off: u32,
+    b_rs: u32,
+    b_cs: u32,
+    c_off: u32,
+    c_rs: u32,
+    bias_off: u32,
+    mask_off: u32,
+    mask_rs: u32,
+    _pad: u32,
+}
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_RELU: u32 = 2u;
+const FLAG_MASK: u32 = 4u;
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+@compute @workgroup_size(16, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * TM;
+    let col0 = gid.x * TN;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+
+    // Clamped row and column indices: loads stay inside the operands.
+    var a_row: array<u32, 4>;
+    for (var r = 0u; r < TM; r++) {
+        a_row[r] = p.a_off + min(row0 + r, p.m - 1u) * p.a_rs;
+    }
+    let cols = vec4<u32>(
+        min(col0, p.n - 1u),
+        min(col0 + 1u, p.n - 1u),
+        min(col0 + 2u, p.n - 1u),
+        min(col0 + 3u, p.n - 1u),
+    ) * p.b_cs + vec4<u32>(p.b_off);
+
+    var acc: array<vec4<f32>, 4>;
+    for (var k = 0u; k < p.kdim; k++) {
+        let bk = k * p.b_rs;
+        let bv = vec4<f32>(b[cols.x + bk], b[cols.y + bk], b[cols.z + bk], b[cols.w + bk]);
+        let ak = k * p.a_cs;
+        for (var r = 0u; r < TM; r++) {
+            acc[r] = fma(vec4<f32>(a[a_row[r] + ak]), bv, acc[r]);
+        }
+    }
+
+    for (var r = 0u; r < TM; r++) {
+        let i = row0 + r;
+        if (i >= p.m) {
+            break;
+        }
+        for (var t = 0u; t < TN; t++) {
+            let j = col0 + t;
+            if (j >= p.n) {
+                break;
+            }
+            var v = acc[r][t];
+            if ((p.flags & FLAG_BIAS) != 0u) {
+                v += bias[p.bias_off + j];
+            }
+            if ((p.flags & FLAG_RELU) != 0u) {
+                v = max(v, 0.0);
+            }
+            if ((p.flags & FLAG_MASK) != 0u) {
+                v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
+            }
+            c[p.c_off + i * p.c_rs + j] = v;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Host side of `shaders/softmax_xent.wgsl`: the fused softmax cross-entropy loss.
+//! The CPU reference is [`crate::reference::softmax_xent`].
+
+use super::{Binding, Dispatch, KernelSource};
+use crate::error::Result;
+use crate::gpu::Context;
+
+/// Length of a stats buffer: `[batch mean loss, loss sum, correct rows, rows]`.
+pub const STATS_LEN: usize = 4;
+
+const SOURCE: KernelSource = KernelSource {
+    name: "softmax_xent",
+    wgsl: include_str!("../../shaders/softmax_xent.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,      // logits
+        Binding::Read,      // labels
+        Binding::ReadWrite, // grad
+        Binding::ReadWrite, // stats
+    ],
+};
+
+/// Mirrors `Params` in softmax_xent.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub rows: u32,
+    pub classes: u32,
+    pub logits_off: u32,
+    pub flags: u32,
+}
+
+/// The buffers of one loss dispatch.
+pub struct Buffers<'a> {
+    /// `[rows, classes]` at element `logits_off`.
+    pub logits: &'a wgpu::Buffer,
+    /// `[rows]` u32 labels.
+    pub labels: &'a wgpu::Buffer,
+    /// `[rows, classes]`, written only when `with_grad`.
+    pub grad: &'a wgpu::Buffer,
+    /// `[STATS_LEN]`, see the shader.
+    pub stats: &'a wgpu::Buffer,
+}
+
+/// Builds a dispatch of the loss over `rows` rows (one workgroup handles any batch).
+pub async fn dispatch(
+    ctx: &Context,
+    rows: usize,
+    classes: usize,
+    logits_off: usize,
+    with_grad: bool,
+    buffers: Buffers<'_>,
+) -> Result<Dispatch> {
+    let params = Params {
+        rows: rows as u32,
+        classes: classes as u32,
+        logits_off: logits_off as u32,
+        flags: u32::from(with_grad),
+    };
+    let kernel = ctx.pipelines().get(ctx, &SOURCE).await?;
+    Ok(Dispatch::new(
+        ctx,
+        kernel,
+        Some(ctx.uniform("softmax_xent params", &params)),
+        &[buffers.logits, buffers.labels, buffers.grad, buffers.stats],
+        [1, 1, 1],
+    ))
+}

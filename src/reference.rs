@@ -1,0 +1,211 @@
+//! Plain, slow CPU references for every kernel and for a whole MLP training step.
+//!
+//! Tests and benches compare the GPU against these. They are written for clarity, in the
+//! obvious loop order, with f64 accumulation where a sum is involved, so that they are the
+//! "exact" side of every comparison.
+
+use crate::kernels::matmul::{Epilogue, Operand, Shape};
+use crate::kernels::optim::{
+    Params as OptimParams, Rule, FLAG_EPS_INSIDE, FLAG_FIRST, FLAG_MOMENTUM, FLAG_NESTEROV,
+};
+use crate::model::{LinearOp, ParamLayout};
+
+/// `C = epilogue(A B)` over the same strided operands as `shaders/matmul.wgsl`, writing row-major
+/// C rows of stride `c.1` from offset `c.0`. Sums in f64.
+pub fn matmul(
+    shape: Shape,
+    (a, a_op): (&[f32], Operand),
+    (b, b_op): (&[f32], Operand),
+    (c, c_off, c_rs): (&mut [f32], usize, usize),
+    epilogue: Epilogue,
+    (bias, mask): (&[f32], &[f32]),
+) {
+    for i in 0..shape.m {
+        for j in 0..shape.n {
+            let mut s = 0.0f64;
+            for k in 0..shape.k {
+                s += a[a_op.at(i, k)] as f64 * b[b_op.at(k, j)] as f64;
+            }
+            let mut v = s as f32;
+            if let Some(off) = epilogue.bias {
+                v += bias[off + j];
+            }
+            if epilogue.relu {
+                v = v.max(0.0);
+            }
+            if let Some((off, rs)) = epilogue.mask {
+                if mask[off + i * rs + j] <= 0.0 {
+                    v = 0.0;
+                }
+            }
+            c[c_off + i * c_rs + j] = v;
+        }
+    }
+}
+
+/// Column sums of a row-major `[rows, cols]` matrix.
+pub fn column_sums(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .map(|j| (0..rows).map(|i| x[i * cols + j] as f64).sum::<f64>() as f32)
+        .collect()
+}
+
+/// Softmax cross-entropy of row-major `[rows, classes]` logits in f64: returns the mean loss,
+/// the logits gradient `(softmax - onehot) / rows`, and the number of rows whose first maximal
+/// logit is the label.
+pub fn softmax_xent(logits: &[f64], labels: &[u32], classes: usize) -> (f64, Vec<f64>, usize) {
+    let rows = labels.len();
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; rows * classes];
+    let mut hits = 0;
+    for (i, &y) in labels.iter().enumerate() {
+        let row = &logits[i * classes..(i + 1) * classes];
+        let (mut arg, mut mx) = (0, row[0]);
+        for (j, &v) in row.iter().enumerate() {
+            if v > mx {
+                (arg, mx) = (j, v);
+            }
+        }
+        let sum: f64 = row.iter().map(|v| (v - mx).exp()).sum();
+        loss += mx + sum.ln() - row[y as usize];
+        hits += usize::from(arg == y as usize);
+        for j in 0..classes {
+            let soft = (row[j] - mx).exp() / sum;
+            let onehot = if j == y as usize { 1.0 } else { 0.0 };
+            grad[i * classes + j] = (soft - onehot) / rows as f64;
+        }
+    }
+    (loss / rows as f64, grad, hits)
+}
+
+/// One optimizer update on the CPU, element by element, with the kernel's parameters: the
+/// formulas of `shaders/optim.wgsl` (PyTorch's), in f32 as the GPU computes them.
+pub fn optim_step(
+    rule: Rule,
+    p: &OptimParams,
+    param: &mut [f32],
+    grad: &[f32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+) {
+    let flag = |f| p.flags & f != 0;
+    for i in 0..param.len() {
+        let w = param[i];
+        match rule {
+            Rule::Sgd => {
+                let mut g = grad[i] + p.weight_decay * w;
+                if flag(FLAG_MOMENTUM) {
+                    let b = if flag(FLAG_FIRST) {
+                        g
+                    } else {
+                        p.momentum * s1[i] + (1.0 - p.dampening) * g
+                    };
+                    s1[i] = b;
+                    g = if flag(FLAG_NESTEROV) {
+                        g + p.momentum * b
+                    } else {
+                        b
+                    };
+                }
+                param[i] = w + (-p.lr) * g;
+            }
+            Rule::Adagrad => {
+                let g = grad[i] + p.weight_decay * w;
+                s1[i] += g * g;
+                param[i] = w + (-p.clr) * g / (s1[i].sqrt() + p.eps);
+            }
+            Rule::Adam => {
+                let decayed = w * p.decay;
+                let g = grad[i] + p.weight_decay * w;
+                let weight = 1.0 - p.beta1;
+                s1[i] = if weight < 0.5 {
+                    s1[i] + weight * (g - s1[i])
+                } else {
+                    g - (g - s1[i]) * (1.0 - weight)
+                };
+                s2[i] = p.beta2 * s2[i] + (1.0 - p.beta2) * g * g;
+                let denom = if flag(FLAG_EPS_INSIDE) {
+                    (s2[i] / p.bc2 + p.eps).sqrt()
+                } else {
+                    s2[i].sqrt() / p.bc2_sqrt + p.eps
+                };
+                param[i] = decayed + (-p.step_size) * s1[i] / denom;
+            }
+        }
+    }
+}
+
+/// Loss and packed parameter gradients of an MLP on one batch, all in f64: the reference for
+/// the GPU's forward and backward plans.
+pub fn mlp_gradients(
+    ops: &[LinearOp],
+    layout: &ParamLayout,
+    params: &[f32],
+    x: &[f32],
+    labels: &[u32],
+) -> (f64, Vec<f64>) {
+    let rows = labels.len();
+    let w = |name: String| {
+        let s = layout.slot(&name).expect("slot of the model's own op");
+        params[s.offset..s.offset + s.len]
+            .iter()
+            .map(|&v| v as f64)
+            .collect::<Vec<f64>>()
+    };
+
+    // Forward, keeping every layer's output.
+    let mut outs: Vec<Vec<f64>> = vec![x.iter().map(|&v| v as f64).collect()];
+    for op in ops {
+        let (wt, b) = (
+            w(format!("{}.weight", op.name)),
+            w(format!("{}.bias", op.name)),
+        );
+        let xin = outs.last().expect("input is there");
+        let mut y = vec![0.0; rows * op.output];
+        for i in 0..rows {
+            for o in 0..op.output {
+                let mut s = b[o];
+                for k in 0..op.input {
+                    s += xin[i * op.input + k] * wt[o * op.input + k];
+                }
+                y[i * op.output + o] = if op.relu { s.max(0.0) } else { s };
+            }
+        }
+        outs.push(y);
+    }
+
+    let classes = ops.last().map(|o| o.output).unwrap_or(0);
+    let (loss, mut dy, _) = softmax_xent(outs.last().expect("logits"), labels, classes);
+
+    // Backward, last layer first.
+    let mut grads = vec![0.0; layout.len];
+    for (l, op) in ops.iter().enumerate().rev() {
+        let xin = &outs[l];
+        let wt = w(format!("{}.weight", op.name));
+        let ws = layout.slot(&format!("{}.weight", op.name)).expect("slot");
+        let bs = layout.slot(&format!("{}.bias", op.name)).expect("slot");
+        for o in 0..op.output {
+            for k in 0..op.input {
+                grads[ws.offset + o * op.input + k] = (0..rows)
+                    .map(|i| dy[i * op.output + o] * xin[i * op.input + k])
+                    .sum();
+            }
+            grads[bs.offset + o] = (0..rows).map(|i| dy[i * op.output + o]).sum();
+        }
+        if l > 0 {
+            let prev_relu = ops[l - 1].relu;
+            let mut dx = vec![0.0; rows * op.input];
+            for i in 0..rows {
+                for k in 0..op.input {
+                    let s: f64 = (0..op.output)
+                        .map(|o| dy[i * op.output + o] * wt[o * op.input + k])
+                        .sum();
+                    let active = !prev_relu || xin[i * op.input + k] > 0.0;
+                    dx[i * op.input + k] = if active { s } else { 0.0 };
+                }
+            }
+            dy = dx;
+        }
+    }
+    (loss, grads)
+}
