@@ -66,49 +66,62 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
 
-    // Clamped row and column indices: loads stay inside the operands.
-    var a_row: array<u32, 4>;
-    for (var r = 0u; r < TM; r++) {
-        a_row[r] = p.a_off + min(row0 + r, p.m - 1u) * p.a_rs;
-    }
-    let cols = vec4<u32>(
-        min(col0, p.n - 1u),
-        min(col0 + 1u, p.n - 1u),
-        min(col0 + 2u, p.n - 1u),
-        min(col0 + 3u, p.n - 1u),
-    ) * p.b_cs + vec4<u32>(p.b_off);
+    // Clamped row and column indices: loads stay inside the operands. The 4x4 block is
+    // written out by hand (no private arrays indexed in loops): llvmpipe keeps such arrays in
+    // memory rather than registers, which made this kernel ~10x slower.
+    let last_row = p.m - 1u;
+    let a0 = p.a_off + min(row0, last_row) * p.a_rs;
+    let a1 = p.a_off + min(row0 + 1u, last_row) * p.a_rs;
+    let a2 = p.a_off + min(row0 + 2u, last_row) * p.a_rs;
+    let a3 = p.a_off + min(row0 + 3u, last_row) * p.a_rs;
+    let last_col = p.n - 1u;
+    let b0 = p.b_off + min(col0, last_col) * p.b_cs;
+    let b1 = p.b_off + min(col0 + 1u, last_col) * p.b_cs;
+    let b2 = p.b_off + min(col0 + 2u, last_col) * p.b_cs;
+    let b3 = p.b_off + min(col0 + 3u, last_col) * p.b_cs;
 
-    var acc: array<vec4<f32>, 4>;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var ak = 0u;
+    var bk = 0u;
     for (var k = 0u; k < p.kdim; k++) {
-        let bk = k * p.b_rs;
-        let bv = vec4<f32>(b[cols.x + bk], b[cols.y + bk], b[cols.z + bk], b[cols.w + bk]);
-        let ak = k * p.a_cs;
-        for (var r = 0u; r < TM; r++) {
-            acc[r] = fma(vec4<f32>(a[a_row[r] + ak]), bv, acc[r]);
-        }
+        let bv = vec4<f32>(b[b0 + bk], b[b1 + bk], b[b2 + bk], b[b3 + bk]);
+        acc0 = fma(vec4<f32>(a[a0 + ak]), bv, acc0);
+        acc1 = fma(vec4<f32>(a[a1 + ak]), bv, acc1);
+        acc2 = fma(vec4<f32>(a[a2 + ak]), bv, acc2);
+        acc3 = fma(vec4<f32>(a[a3 + ak]), bv, acc3);
+        ak += p.a_cs;
+        bk += p.b_rs;
     }
 
-    for (var r = 0u; r < TM; r++) {
-        let i = row0 + r;
-        if (i >= p.m) {
-            break;
+    store_row(row0, col0, acc0);
+    store_row(row0 + 1u, col0, acc1);
+    store_row(row0 + 2u, col0, acc2);
+    store_row(row0 + 3u, col0, acc3);
+}
+
+// Applies the epilogue to one row of the block and stores the columns inside C.
+fn store_row(i: u32, col0: u32, acc: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    for (var t = 0u; t < TN; t++) {
+        let j = col0 + t;
+        if (j >= p.n) {
+            return;
         }
-        for (var t = 0u; t < TN; t++) {
-            let j = col0 + t;
-            if (j >= p.n) {
-                break;
-            }
-            var v = acc[r][t];
-            if ((p.flags & FLAG_BIAS) != 0u) {
-                v += bias[p.bias_off + j];
-            }
-            if ((p.flags & FLAG_RELU) != 0u) {
-                v = max(v, 0.0);
-            }
-            if ((p.flags & FLAG_MASK) != 0u) {
-                v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
-            }
-            c[p.c_off + i * p.c_rs + j] = v;
+        var v = acc[t];
+        if ((p.flags & FLAG_BIAS) != 0u) {
+            v += bias[p.bias_off + j];
         }
+        if ((p.flags & FLAG_RELU) != 0u) {
+            v = max(v, 0.0);
+        }
+        if ((p.flags & FLAG_MASK) != 0u) {
+            v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
+        }
+        c[p.c_off + i * p.c_rs + j] = v;
     }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cli::quiet_headless_mesa();
     let args = cli::Cli::parse();
     cli::logging::init(args.verbose);
     match cli::run(args) {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_close, assert_close32, context, random, random_labels};
 use wgrad::gpu::Context;
-use wgrad::kernels::matmul::{self, Epilogue, Operand, Shape};
+use wgrad::kernels::matmul::{self, Epilogue, Operand, Shape, Variant};
 use wgrad::kernels::optim::{self as optk, Rule};
 use wgrad::kernels::{self, bias, loss, Dispatch};
 use wgrad::optim::Config;
@@ -35,8 +35,20 @@ fn check_matmul(
     b_t: bool,
     e: Epilogue,
 ) {
+    check_matmul_variant(ctx, Variant::Strided, (m, n, k), a_t, b_t, e, (3, 5, 7));
+}
+
+/// As [`check_matmul`] with a chosen kernel and operand offsets.
+fn check_matmul_variant(
+    ctx: &Context,
+    variant: Variant,
+    (m, n, k): (usize, usize, usize),
+    a_t: bool,
+    b_t: bool,
+    e: Epilogue,
+    (a_off, b_off, c_off): (usize, usize, usize),
+) {
     let shape = Shape { m, n, k };
-    let (a_off, b_off, c_off) = (3, 5, 7);
     let a_op = if a_t {
         Operand::transposed(a_off, m)
     } else {
@@ -67,8 +79,9 @@ fn check_matmul(
         .iter()
         .map(|v| ctx.storage_init("test", v).unwrap())
         .collect();
-    let d = pollster::block_on(matmul::dispatch(
+    let d = pollster::block_on(matmul::dispatch_variant(
         ctx,
+        variant,
         shape,
         a_op,
         b_op,
@@ -86,7 +99,7 @@ fn check_matmul(
     run(ctx, &d);
     let got = read(ctx, &bufs[4], c0.len());
     let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-    let what = format!("matmul {m}x{n}x{k} a_t={a_t} b_t={b_t} {e:?}");
+    let what = format!("matmul {variant:?} {m}x{n}x{k} a_t={a_t} b_t={b_t} {e:?}");
     // Elements outside C (before c_off and after it) must be untouched: compared exactly.
     assert_eq!(&got[..c_off], &c0[..c_off], "{what}: wrote before C");
     assert_eq!(
@@ -145,6 +158,55 @@ fn matmul_epilogues_match_reference() {
         check_matmul(&ctx, (37, 70, 45), false, true, e);
         check_matmul(&ctx, (37, 70, 45), true, false, e);
     }
+}
+
+/// The vec4 kernel on each layout it takes (the three products of a linear layer), with
+/// 4-aligned offsets and sizes that are multiples of 4 only where it needs them.
+#[test]
+fn vec4_matmul_matches_reference() {
+    let Some(ctx) = context() else { return };
+    let e = Epilogue {
+        bias: Some(11),
+        relu: true,
+        mask: None,
+    };
+    let masked = Epilogue {
+        bias: None,
+        relu: false,
+        mask: Some((13, 68)),
+    };
+    // (dims, a transposed, b transposed): nt needs k % 4 == 0; tn needs m, n % 4 == 0;
+    // nn needs n % 4 == 0.
+    let cases = [
+        ((37, 70, 44), false, true, e),
+        ((5, 3, 4), false, true, Epilogue::default()),
+        ((36, 68, 45), true, false, Epilogue::default()),
+        ((4, 4, 1), true, false, Epilogue::default()),
+        ((37, 68, 45), false, false, masked),
+        ((1, 4, 3), false, false, Epilogue::default()),
+    ];
+    for (dims, a_t, b_t, e) in cases {
+        check_matmul_variant(&ctx, Variant::Vec4, dims, a_t, b_t, e, (4, 8, 7));
+    }
+    // A layout it cannot read is refused rather than computed wrongly.
+    let buf = ctx.storage("x", 64).unwrap();
+    let refused = pollster::block_on(matmul::dispatch_variant(
+        &ctx,
+        Variant::Vec4,
+        Shape { m: 3, n: 3, k: 3 },
+        Operand::row_major(1, 3),
+        Operand::transposed(0, 3),
+        (0, 3),
+        Epilogue::default(),
+        matmul::Buffers {
+            a: &buf,
+            b: &buf,
+            bias: &buf,
+            mask: &buf,
+            c: &buf,
+        },
+    ));
+    assert!(refused.is_err());
 }
 
 #[test]

@@ -24,6 +24,10 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
+fn config_kind(c: &Value) -> Kind {
+    settings(c).0.kind
+}
+
 /// The optimizer and schedule a reference configuration describes.
 fn settings(c: &Value) -> (Config, Schedule) {
     let f = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k} missing"));
@@ -75,12 +79,15 @@ impl Observer for Steps {
     }
 }
 
-// Tolerances. PyTorch's float32 run differs from its own float64 rerun by at most 7.4e-7 in any
-// weight after these 16 steps (measured when the reference was made); wgrad sums its products
-// in another order, which moves each gradient by a few ulps, and Adam-type updates pass such
-// differences on at up to lr per step where a gradient is near zero. 2e-5 absolute (about 1e-3
-// of the largest update, 1.6e-2) separates every pair of configurations, the closest pair
-// (Adam and AdamW) differing by 3.3e-4.
+// Tolerances. For SGD and AdaGrad, and for most Adam runs, every weight agrees with PyTorch to
+// about 1e-6 after 16 steps: each gradient differs from PyTorch's float64 rerun by ~1e-8 to
+// 1e-6 (summation order), as PyTorch's own float32 run does. Adam and AdamW at constant lr 1e-3
+// meet one discrete event: at step 4 a pre-activation of hidden unit 27 is 4.1e-8 in float64,
+// inside the rounding of a 784-term f32 dot product (~1e-7). wgrad rounds it below zero, PyTorch
+// above, so that ReLU passes or blocks one sample's gradient, and Adam's normalised step spreads
+// the difference over the unit's weights (measured: 14 and 96 of 50890 weights differ by more
+// than 2e-5, up to 7e-4). Hence two bounds: 99.5% of the weights within 2e-5 (+1e-4 relative,
+// 50x below the 16-step update scale of ~1e-3 to 1.6e-2), and every weight within 1e-3.
 const WEIGHT_ABS: f64 = 2e-5;
 const WEIGHT_REL: f64 = 1e-4;
 const WEIGHT_MAX: f64 = 1e-3;
@@ -178,8 +185,13 @@ fn sixteen_steps_match_pytorch_for_every_optimizer() {
                 count += 1;
             }
         }
+        // SGD and AdaGrad normalise nothing, so no rounding is amplified: every weight agrees.
+        let allowed = match config_kind(c) {
+            Kind::Sgd | Kind::Adagrad => 0.0,
+            Kind::Adam | Kind::Adamw => LOOSE_FRACTION,
+        };
         assert!(
-            (loose as f64) <= LOOSE_FRACTION * count as f64,
+            (loose as f64) <= allowed * count as f64,
             "{name}: {loose} of {count} weights differ from PyTorch by more than {WEIGHT_ABS:e} \
              (+{WEIGHT_REL:e} relative); at most {LOOSE_FRACTION} of them may"
         );

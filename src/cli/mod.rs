@@ -37,6 +37,35 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Gives Mesa a private runtime folder on a headless Linux machine.
+///
+/// While wgpu lists adapters, Mesa's Vulkan driver looks for a Wayland compositor and, when
+/// `XDG_RUNTIME_DIR` is unset (as on servers and in containers), prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set` twice: harmless, but it reads as a failure. A
+/// folder of our own, mode 0700, holds no compositor socket, so the lookup fails quietly.
+/// Called first thing in `main`, before any thread exists, so setting the variable is safe.
+pub fn quiet_headless_mesa() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+            return;
+        }
+        let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("wgrad-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // Use it only if it is ours and private (not a folder someone else made).
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o077 == 0 => {
+                std::env::set_var("XDG_RUNTIME_DIR", &dir);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// 2 for settings the user must change, 1 otherwise.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<wgrad::Error>() {

@@ -111,17 +111,23 @@ pub(super) async fn choose(wanted: Option<&str>) -> Result<wgpu::Adapter> {
     }
 }
 
-/// Describes every adapter found, best first (the one [`choose`] would pick is marked).
+/// Describes every adapter on every backend, best first; the one [`choose`] would pick when
+/// no name is given is marked `default`.
 pub async fn describe_adapters() -> Result<Vec<AdapterReport>> {
-    let mut adapters = enumerate().await;
+    let chosen = enumerate()
+        .await
+        .into_iter()
+        .min_by_key(|a| rank(&a.get_info()))
+        .map(|a| a.get_info());
+    let all = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let mut adapters = instance(all).enumerate_adapters(all).await;
     if adapters.is_empty() {
         return Err(Error::NoAdapter(no_adapter_help()));
     }
     adapters.sort_by_key(|a| rank(&a.get_info()));
     Ok(adapters
         .iter()
-        .enumerate()
-        .map(|(i, a)| {
+        .map(|a| {
             let info = a.get_info();
             let limits = a.limits();
             let features = a.features();
@@ -141,7 +147,7 @@ pub async fn describe_adapters() -> Result<Vec<AdapterReport>> {
                 subgroup_size: (info.subgroup_min_size, info.subgroup_max_size),
                 timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
                 shader_f16: features.contains(wgpu::Features::SHADER_F16),
-                default: i == 0,
+                default: chosen.as_ref() == Some(&info),
             }
         })
         .collect())

@@ -108,11 +108,13 @@ impl Context {
             .min(self.limits.max_buffer_size)
     }
 
-    /// Creates a zeroed storage buffer of `len` f32-sized elements, checked against the limits.
+    /// Creates a zeroed storage buffer of `len` f32-sized elements (rounded up to a multiple of
+    /// 4), checked against the limits.
     ///
     /// `name` appears in the error when the buffer is too large for the adapter.
     pub fn storage(&self, name: &str, len: usize) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) * 4) as u64;
+        // Whole vec4s, so that any buffer can be bound as array<vec4<f32>>.
+        let bytes = (len.max(1).div_ceil(4) * 16) as u64;
         self.check_size(name, bytes)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
@@ -126,20 +128,12 @@ impl Context {
 
     /// Creates a storage buffer holding `data`.
     pub fn storage_init<T: bytemuck::Pod>(&self, name: &str, data: &[T]) -> Result<wgpu::Buffer> {
-        let bytes = std::mem::size_of_val(data) as u64;
-        self.check_size(name, bytes)?;
-        if data.is_empty() {
-            return self.storage(name, 1);
-        }
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(name),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC,
-            }))
+        let bytes = std::mem::size_of_val(data);
+        let buffer = self.storage(name, bytes.div_ceil(4))?;
+        // Queued before the next submit, like every other upload.
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        Ok(buffer)
     }
 
     /// Creates a uniform buffer holding one parameter struct.
