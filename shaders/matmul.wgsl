@@ -10,12 +10,8 @@
 // grad_x   dX = dY W:         A = dY [batch, out], B = W [out, in]
 // grad_w   dW = dY^T X:       A = dY^T (a_rs = 1, a_cs = out), B = X [batch, in]
 //
-// Epilogue, by bits of `flags`, applied in this order:
-//   1 BIAS  add bias[bias_off + j]
-//   2 RELU  max(x, 0)
-//   4 MASK  multiply by (mask[mask_off + i * mask_rs + j] > 0): the ReLU backward, where `mask`
-//           is the ReLU's forward output (PyTorch's threshold_backward uses the output too)
-// C is overwritten, never accumulated into.
+// The epilogue (bias, ReLU, ReLU mask) and C's bindings are in matmul_common.wgsl, which is
+// compiled in front of this file.
 //
 // Invocation (x, y) computes the 4x4 block of C at rows 4y.., columns 4x.., with the k loop in
 // ascending order, so every result is a fixed-order sum: the kernel is deterministic. Rows and
@@ -26,37 +22,11 @@
 // src/kernels/matmul.rs uses TILE_M = 32 and TILE_N = 64 and must change with WG_X/WG_Y/TM/TN.
 // No workgroup memory: on llvmpipe it made every variant slower (shared/notes measurements).
 
-struct Params {
-    m: u32,
-    n: u32,
-    kdim: u32,
-    flags: u32,
-    a_off: u32,
-    a_rs: u32,
-    a_cs: u32,
-    b_off: u32,
-    b_rs: u32,
-    b_cs: u32,
-    c_off: u32,
-    c_rs: u32,
-    bias_off: u32,
-    mask_off: u32,
-    mask_rs: u32,
-    _pad: u32,
-}
-
-const FLAG_BIAS: u32 = 1u;
-const FLAG_RELU: u32 = 2u;
-const FLAG_MASK: u32 = 4u;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> mask: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
 @compute @workgroup_size(16, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -67,8 +37,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 
     // Clamped row and column indices: loads stay inside the operands. The 4x4 block is
-    // written out by hand (no private arrays indexed in loops): llvmpipe keeps such arrays in
-    // memory rather than registers, which made this kernel ~10x slower.
+    // written out by hand rather than as private arrays indexed in loops, which a shader
+    // compiler may keep in memory instead of registers.
     let last_row = p.m - 1u;
     let a0 = p.a_off + min(row0, last_row) * p.a_rs;
     let a1 = p.a_off + min(row0 + 1u, last_row) * p.a_rs;
@@ -96,32 +66,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         bk += p.b_rs;
     }
 
-    store_row(row0, col0, acc0);
-    store_row(row0 + 1u, col0, acc1);
-    store_row(row0 + 2u, col0, acc2);
-    store_row(row0 + 3u, col0, acc3);
-}
-
-// Applies the epilogue to one row of the block and stores the columns inside C.
-fn store_row(i: u32, col0: u32, acc: vec4<f32>) {
-    if (i >= p.m) {
-        return;
-    }
-    for (var t = 0u; t < TN; t++) {
-        let j = col0 + t;
-        if (j >= p.n) {
-            return;
-        }
-        var v = acc[t];
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            v += bias[p.bias_off + j];
-        }
-        if ((p.flags & FLAG_RELU) != 0u) {
-            v = max(v, 0.0);
-        }
-        if ((p.flags & FLAG_MASK) != 0u) {
-            v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
-        }
-        c[p.c_off + i * p.c_rs + j] = v;
-    }
+    store_block(row0, col0, acc0, acc1, acc2, acc3);
 }

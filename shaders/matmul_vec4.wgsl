@@ -1,6 +1,6 @@
 // Matrix products with vec4 loads, for operands whose rows are contiguous and 16-byte aligned.
 // Same products, block shape, epilogue and workgroup as matmul.wgsl (read its header first);
-// only the loads differ. Each entry point covers one layout of a linear layer's products:
+// only the loads differ. matmul_common.wgsl (epilogue, C) is compiled in front of it. Each entry point covers one layout of a linear layer's products:
 //
 //   nt  C[i, j] = sum_k A[i, k] B[j, k]   A [m, k] rows along k, B [n, k] rows along k
 //       (forward Y = X W^T: both rows are read as vec4 along k; 16 dot products per step)
@@ -20,67 +20,10 @@
 // Invocation (x, y) computes the 4x4 block at rows 4y.., columns 4x..; workgroup 16x8 covers
 // 32x64 of C, as in matmul.wgsl (TILE_M, TILE_N in src/kernels/matmul.rs).
 
-struct Params {
-    m: u32,
-    n: u32,
-    kdim: u32,
-    flags: u32,
-    a_off: u32,
-    a_rs: u32,
-    a_cs: u32,
-    b_off: u32,
-    b_rs: u32,
-    b_cs: u32,
-    c_off: u32,
-    c_rs: u32,
-    bias_off: u32,
-    mask_off: u32,
-    mask_rs: u32,
-    _pad: u32,
-}
-
-const FLAG_BIAS: u32 = 1u;
-const FLAG_RELU: u32 = 2u;
-const FLAG_MASK: u32 = 4u;
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> mask: array<f32>;
-@group(0) @binding(5) var<storage, read_write> c: array<f32>;
 // The same buffer as `a4`, read as floats by `nn`.
 @group(0) @binding(6) var<storage, read> a1: array<f32>;
-
-fn store(i: u32, j0: u32, acc: vec4<f32>) {
-    if (i >= p.m) {
-        return;
-    }
-    for (var t = 0u; t < 4u; t++) {
-        let j = j0 + t;
-        if (j >= p.n) {
-            return;
-        }
-        var v = acc[t];
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            v += bias[p.bias_off + j];
-        }
-        if ((p.flags & FLAG_RELU) != 0u) {
-            v = max(v, 0.0);
-        }
-        if ((p.flags & FLAG_MASK) != 0u) {
-            v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
-        }
-        c[p.c_off + i * p.c_rs + j] = v;
-    }
-}
-
-fn store_block(row0: u32, col0: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
-    store(row0, col0, r0);
-    store(row0 + 1u, col0, r1);
-    store(row0 + 2u, col0, r2);
-    store(row0 + 3u, col0, r3);
-}
 
 @compute @workgroup_size(16, 8)
 fn nt(@builtin(global_invocation_id) gid: vec3<u32>) {

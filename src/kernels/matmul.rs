@@ -20,7 +20,10 @@ pub const TILE_N: usize = 64;
 
 const SOURCE: KernelSource = KernelSource {
     name: "matmul",
-    wgsl: include_str!("../../shaders/matmul.wgsl"),
+    wgsl: concat!(
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul.wgsl")
+    ),
     entry: "main",
     bindings: &[
         Binding::Uniform,
@@ -49,7 +52,10 @@ fn vec4_source(entry: &'static str) -> KernelSource {
             "tn" => "matmul_vec4.tn",
             _ => "matmul_vec4.nn",
         },
-        wgsl: include_str!("../../shaders/matmul_vec4.wgsl"),
+        wgsl: concat!(
+            include_str!("../../shaders/matmul_common.wgsl"),
+            include_str!("../../shaders/matmul_vec4.wgsl")
+        ),
         entry,
         bindings: VEC4_BINDINGS,
     }
@@ -64,7 +70,7 @@ pub enum Variant {
     Vec4,
 }
 
-/// Mirrors `Params` in matmul.wgsl field for field.
+/// Mirrors `Params` in matmul_common.wgsl field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {

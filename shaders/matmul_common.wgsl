@@ -1,0 +1,71 @@
+// Shared by matmul.wgsl and matmul_vec4.wgsl, which the host appends to this file before
+// compiling (src/kernels/matmul.rs): the parameter block, the output bindings and the epilogue.
+//
+// C[i, j] = c[c_off + i * c_rs + j], row-major; it is overwritten, never accumulated into.
+// Epilogue, by bits of `flags`, applied in this order:
+//   1 BIAS  add bias[bias_off + j]
+//   2 RELU  max(x, 0)
+//   4 MASK  multiply by (mask[mask_off + i * mask_rs + j] > 0): the ReLU backward, where `mask`
+//           is the ReLU's forward output (PyTorch's threshold_backward uses the output too)
+// Params mirrors `matmul::Params` in Rust field for field; the operand fields (a_*, b_*) are
+// read by each kernel in its own units (see its header).
+
+struct Params {
+    m: u32,
+    n: u32,
+    kdim: u32,
+    flags: u32,
+    a_off: u32,
+    a_rs: u32,
+    a_cs: u32,
+    b_off: u32,
+    b_rs: u32,
+    b_cs: u32,
+    c_off: u32,
+    c_rs: u32,
+    bias_off: u32,
+    mask_off: u32,
+    mask_rs: u32,
+    _pad: u32,
+}
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_RELU: u32 = 2u;
+const FLAG_MASK: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+// Applies the epilogue to row i, columns j0 .. j0+3 of a block, storing those inside C.
+fn store_row(i: u32, j0: u32, acc: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    for (var t = 0u; t < 4u; t++) {
+        let j = j0 + t;
+        if (j >= p.n) {
+            return;
+        }
+        var v = acc[t];
+        if ((p.flags & FLAG_BIAS) != 0u) {
+            v += bias[p.bias_off + j];
+        }
+        if ((p.flags & FLAG_RELU) != 0u) {
+            v = max(v, 0.0);
+        }
+        if ((p.flags & FLAG_MASK) != 0u) {
+            v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
+        }
+        c[p.c_off + i * p.c_rs + j] = v;
+    }
+}
+
+// Stores a 4x4 block whose top-left element is C[row0, col0].
+fn store_block(row0: u32, col0: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
+    store_row(row0, col0, r0);
+    store_row(row0 + 1u, col0, r1);
+    store_row(row0 + 2u, col0, r2);
+    store_row(row0 + 3u, col0, r3);
+}
