@@ -1,6 +1,7 @@
 // Matrix products with vec4 loads, for operands whose rows are contiguous and 16-byte aligned.
 // Same products, block shape, epilogue and workgroup as matmul.wgsl (read its header first);
-// only the loads differ. matmul_common.wgsl (epilogue, C) is compiled in front of it. Each entry point covers one layout of a linear layer's products:
+// only the loads differ. matmul_common.wgsl (epilogue, C) is compiled in front of it. Each
+// entry point covers one layout of a linear layer's products:
 //
 //   nt  C[i, j] = sum_k A[i, k] B[j, k]   A [m, k] rows along k, B [n, k] rows along k
 //       (forward Y = X W^T: both rows are read as vec4 along k; 16 dot products per step)

@@ -4,10 +4,12 @@
 //! obvious loop order, with f64 accumulation where a sum is involved, so that they are the
 //! "exact" side of every comparison.
 
+use crate::kernels::conv::ConvShape;
 use crate::kernels::matmul::{Epilogue, Operand, Shape};
 use crate::kernels::optim::{
     Params as OptimParams, Rule, FLAG_EPS_INSIDE, FLAG_FIRST, FLAG_MOMENTUM, FLAG_NESTEROV,
 };
+use crate::kernels::pool::PoolShape;
 use crate::model::{LinearOp, ParamLayout};
 
 /// `C = epilogue(A B)` over the same strided operands as `shaders/matmul.wgsl`, writing row-major
@@ -208,4 +210,149 @@ pub fn mlp_gradients(
         }
     }
     (loss, grads)
+}
+
+/// `y [n, oc, oh, ow]` of a convolution of `x [n, ic, h, w]` with `weight [oc, ic, kh, kw]`,
+/// plus `bias [oc]` when given, then ReLU when `relu`: the plain six-deep loop, in f64.
+pub fn conv2d(
+    s: ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f64> {
+    let (oh, ow) = s.output().expect("a valid convolution shape");
+    let mut y = vec![0.0; s.n * s.oc * oh * ow];
+    for b in 0..s.n {
+        for o in 0..s.oc {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let mut sum = bias.map_or(0.0, |bv| bv[o] as f64);
+                    for c in 0..s.ic {
+                        for u in 0..s.kh {
+                            for v in 0..s.kw {
+                                if let Some((r, q)) = conv_tap(s, i, j, u, v) {
+                                    sum += x[((b * s.ic + c) * s.h + r) * s.w + q] as f64
+                                        * weight[((o * s.ic + c) * s.kh + u) * s.kw + v] as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[((b * s.oc + o) * oh + i) * ow + j] = if relu { sum.max(0.0) } else { sum };
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The input position that output `(i, j)` reads through kernel tap `(u, v)`, if inside.
+fn conv_tap(s: ConvShape, i: usize, j: usize, u: usize, v: usize) -> Option<(usize, usize)> {
+    let r = (i * s.stride + u).checked_sub(s.pad)?;
+    let q = (j * s.stride + v).checked_sub(s.pad)?;
+    (r < s.h && q < s.w).then_some((r, q))
+}
+
+/// Gradients of a convolution for upstream `grad_y [n, oc, oh, ow]`: `(grad_x, grad_weight,
+/// grad_bias)`, by scattering every product of the forward loop back to its operands (the
+/// transpose of [`conv2d`], written independently of the kernel's gather).
+pub fn conv2d_grads(
+    s: ConvShape,
+    x: &[f32],
+    weight: &[f32],
+    grad_y: &[f32],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (oh, ow) = s.output().expect("a valid convolution shape");
+    let mut gx = vec![0.0; x.len()];
+    let mut gw = vec![0.0; weight.len()];
+    let mut gb = vec![0.0; s.oc];
+    for b in 0..s.n {
+        for o in 0..s.oc {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let g = grad_y[((b * s.oc + o) * oh + i) * ow + j] as f64;
+                    gb[o] += g;
+                    for c in 0..s.ic {
+                        for u in 0..s.kh {
+                            for v in 0..s.kw {
+                                if let Some((r, q)) = conv_tap(s, i, j, u, v) {
+                                    let xi = ((b * s.ic + c) * s.h + r) * s.w + q;
+                                    let wi = ((o * s.ic + c) * s.kh + u) * s.kw + v;
+                                    gx[xi] += g * weight[wi] as f64;
+                                    gw[wi] += g * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (gx, gw, gb)
+}
+
+/// Max-pooling of `x [n, c, h, w]`: `(y, argmax)`, argmax as `r * w + q` within the plane,
+/// ties to the first maximum in row-major window order.
+pub fn maxpool(s: PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
+    let (oh, ow) = s.output().expect("a valid pooling shape");
+    let mut y = Vec::with_capacity(s.n * s.c * oh * ow);
+    let mut arg = Vec::with_capacity(y.capacity());
+    for plane in 0..s.n * s.c {
+        let xp = &x[plane * s.h * s.w..(plane + 1) * s.h * s.w];
+        for i in 0..oh {
+            for j in 0..ow {
+                let mut best = (i * s.stride) * s.w + j * s.stride;
+                for u in 0..s.k {
+                    for v in 0..s.k {
+                        let at = (i * s.stride + u) * s.w + j * s.stride + v;
+                        if xp[at] > xp[best] {
+                            best = at;
+                        }
+                    }
+                }
+                y.push(xp[best]);
+                arg.push(best as u32);
+            }
+        }
+    }
+    (y, arg)
+}
+
+/// The backward of [`maxpool`]: each `grad_y` element added to its argmax input; with `mask`,
+/// zeroed where `x <= 0` (the ReLU before the pool).
+pub fn maxpool_backward(
+    s: PoolShape,
+    x: &[f32],
+    argmax: &[u32],
+    grad_y: &[f32],
+    mask: bool,
+) -> Vec<f32> {
+    let (oh, ow) = s.output().expect("a valid pooling shape");
+    let mut gx = vec![0.0f32; s.n * s.c * s.h * s.w];
+    for plane in 0..s.n * s.c {
+        for o in 0..oh * ow {
+            let k = plane * oh * ow + o;
+            gx[plane * s.h * s.w + argmax[k] as usize] += grad_y[k];
+        }
+    }
+    if mask {
+        for (g, &v) in gx.iter_mut().zip(x) {
+            if v <= 0.0 {
+                *g = 0.0;
+            }
+        }
+    }
+    gx
+}
+
+/// Mean squared error of `pred` against `target` and its gradient `2 (pred - target) / numel`.
+pub fn mse(pred: &[f32], target: &[f32]) -> (f64, Vec<f64>) {
+    let n = pred.len() as f64;
+    let diff: Vec<f64> = pred
+        .iter()
+        .zip(target)
+        .map(|(&p, &t)| p as f64 - t as f64)
+        .collect();
+    let loss = diff.iter().map(|d| d * d).sum::<f64>() / n;
+    (loss, diff.iter().map(|d| 2.0 * d / n).collect())
 }

@@ -1,5 +1,6 @@
-//! Host side of `shaders/softmax_xent.wgsl`: the fused softmax cross-entropy loss.
-//! The CPU reference is [`crate::reference::softmax_xent`].
+//! Host side of the losses: `shaders/softmax_xent.wgsl` (fused softmax cross-entropy) and
+//! `shaders/mse.wgsl` (mean squared error). The CPU references are
+//! [`crate::reference::softmax_xent`] and [`crate::reference::mse`].
 
 use super::{Binding, Dispatch, KernelSource};
 use crate::error::Result;
@@ -64,6 +65,66 @@ pub async fn dispatch(
         kernel,
         Some(ctx.uniform("softmax_xent params", &params)),
         &[buffers.logits, buffers.labels, buffers.grad, buffers.stats],
+        [1, 1, 1],
+    ))
+}
+
+const MSE_SOURCE: KernelSource = KernelSource {
+    name: "mse",
+    wgsl: include_str!("../../shaders/mse.wgsl"),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,      // pred
+        Binding::Read,      // target
+        Binding::ReadWrite, // grad
+        Binding::ReadWrite, // stats
+    ],
+};
+
+/// Mirrors `Params` in mse.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MseParams {
+    pub rows: u32,
+    pub cols: u32,
+    pub pred_off: u32,
+    pub flags: u32,
+}
+
+/// Buffers of one MSE dispatch.
+pub struct MseBuffers<'a> {
+    /// `[rows, cols]` at element `pred_off`.
+    pub pred: &'a wgpu::Buffer,
+    /// `[rows, cols]` from element 0.
+    pub target: &'a wgpu::Buffer,
+    /// `[rows, cols]`, written only when `with_grad`.
+    pub grad: &'a wgpu::Buffer,
+    /// `[STATS_LEN]`, see the shader.
+    pub stats: &'a wgpu::Buffer,
+}
+
+/// Builds a dispatch of the MSE loss over `rows x cols` elements (one workgroup).
+pub async fn mse_dispatch(
+    ctx: &Context,
+    rows: usize,
+    cols: usize,
+    pred_off: usize,
+    with_grad: bool,
+    buffers: MseBuffers<'_>,
+) -> Result<Dispatch> {
+    let params = MseParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        pred_off: pred_off as u32,
+        flags: u32::from(with_grad),
+    };
+    let kernel = ctx.pipelines().get(ctx, &MSE_SOURCE).await?;
+    Ok(Dispatch::new(
+        ctx,
+        kernel,
+        Some(ctx.uniform("mse params", &params)),
+        &[buffers.pred, buffers.target, buffers.grad, buffers.stats],
         [1, 1, 1],
     ))
 }

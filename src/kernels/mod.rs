@@ -1,7 +1,8 @@
 //! The WGSL kernels and what the host needs to run them.
 //!
 //! Each kernel has one WGSL file in `shaders/` (compiled into the binary with `include_str!`) and
-//! one module here that owns its parameter struct, its binding list and its dispatch arithmetic.
+//! one module here that owns its parameter struct, its binding list and its dispatch arithmetic:
+//! [`matmul`], [`bias`], [`loss`] (softmax cross-entropy and MSE), [`optim`], [`conv`], [`pool`].
 //! Their CPU references live together in [`crate::reference`].
 //!
 //! Pipelines are compiled once per device, on first use, and kept in the device's
@@ -9,9 +10,11 @@
 //! plan is built and replayed every step.
 
 pub mod bias;
+pub mod conv;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

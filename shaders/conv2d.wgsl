@@ -1,0 +1,191 @@
+// 2-D convolution (cross-correlation, as torch.nn.Conv2d: no kernel flip) with zero padding and
+// a stride, and its three gradients. Direct loops, one output element per invocation.
+//
+// Layouts, all row-major and contiguous, PyTorch's:
+//   x       [n, ic, h, w]        at element x_off of `x`
+//   weight  [oc, ic, kh, kw]     at element w_off of `wt`
+//   bias    [oc]                 at element b_off of `wt`
+//   y       [n, oc, oh, ow]      oh = (h + 2 pad - kh) / stride + 1, likewise ow
+//   y[n, o, i, j] = bias[o] + sum_{c, u, v} x[n, c, i*stride + u - pad, j*stride + v - pad]
+//                                        * weight[o, c, u, v]       (x outside the image is 0)
+//
+// Entry points (each overwrites its output; none accumulates):
+//   forward      out = y, epilogue by `flags`: 1 adds the bias, 2 applies ReLU
+//   grad_input   out = grad_x [n, ic, h, w]: sum over (o, u, v) of grad_y * weight where
+//                (y_i, y_j) = ((r + pad - u) / stride, (s + pad - v) / stride) is a whole output
+//                position inside [oh, ow]; with flags & 4 the sum is zeroed where x <= 0, the
+//                backward of a ReLU whose output is this convolution's input
+//   grad_weight  out = grad_w [oc, ic, kh, kw]: sum over (n, i, j) of grad_y * x
+//   grad_bias    out = grad_b [oc]: sum over (n, i, j) of grad_y
+// `src` is the upstream tensor of each pass: x for forward and grad_weight's second operand,
+// grad_y otherwise; see the bindings below. Every sum runs in a fixed loop order, so the
+// results are deterministic.
+//
+// Invocation index = gid.y * row_stride + gid.x over a 2-D grid of 256-wide workgroups (the
+// host's grid in src/kernels/conv.rs), each computing one output element.
+
+struct Params {
+    n: u32,
+    ic: u32,
+    h: u32,
+    w: u32,
+    oc: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    flags: u32,
+    x_off: u32,
+    w_off: u32,
+    b_off: u32,
+    out_off: u32,
+    row_stride: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const FLAG_BIAS: u32 = 1u;
+const FLAG_RELU: u32 = 2u;
+const FLAG_MASK: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+// The input x: read by forward and grad_weight, and by grad_input as its ReLU mask.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+// weight and bias (the packed parameters).
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+// grad_input, grad_weight, grad_bias: grad_y [n, oc, oh, ow] from element 0. forward: unused.
+@group(0) @binding(3) var<storage, read> gy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn index(gid: vec3<u32>) -> u32 {
+    return gid.y * p.row_stride + gid.x;
+}
+
+@compute @workgroup_size(256)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = index(gid);
+    let total = p.n * p.oc * p.oh * p.ow;
+    if (e >= total) {
+        return;
+    }
+    let j = e % p.ow;
+    let i = (e / p.ow) % p.oh;
+    let o = (e / (p.ow * p.oh)) % p.oc;
+    let b = e / (p.ow * p.oh * p.oc);
+    var s = 0.0;
+    for (var c = 0u; c < p.ic; c++) {
+        let xc = p.x_off + (b * p.ic + c) * p.h * p.w;
+        let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
+        for (var u = 0u; u < p.kh; u++) {
+            // Signed arithmetic for the padded border.
+            let r = i32(i * p.stride + u) - i32(p.pad);
+            if (r < 0 || r >= i32(p.h)) {
+                continue;
+            }
+            for (var v = 0u; v < p.kw; v++) {
+                let q = i32(j * p.stride + v) - i32(p.pad);
+                if (q < 0 || q >= i32(p.w)) {
+                    continue;
+                }
+                s = fma(x[xc + u32(r) * p.w + u32(q)], wt[wc + u * p.kw + v], s);
+            }
+        }
+    }
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        s += wt[p.b_off + o];
+    }
+    if ((p.flags & FLAG_RELU) != 0u) {
+        s = max(s, 0.0);
+    }
+    out[p.out_off + e] = s;
+}
+
+@compute @workgroup_size(256)
+fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = index(gid);
+    let total = p.n * p.ic * p.h * p.w;
+    if (e >= total) {
+        return;
+    }
+    let q = e % p.w;
+    let r = (e / p.w) % p.h;
+    let c = (e / (p.w * p.h)) % p.ic;
+    let b = e / (p.w * p.h * p.ic);
+    var s = 0.0;
+    for (var o = 0u; o < p.oc; o++) {
+        let gyo = (b * p.oc + o) * p.oh * p.ow;
+        let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
+        for (var u = 0u; u < p.kh; u++) {
+            // Output row i with i * stride + u - pad = r.
+            let t = i32(r + p.pad) - i32(u);
+            if (t < 0 || t % i32(p.stride) != 0 || t / i32(p.stride) >= i32(p.oh)) {
+                continue;
+            }
+            let i = u32(t) / p.stride;
+            for (var v = 0u; v < p.kw; v++) {
+                let t2 = i32(q + p.pad) - i32(v);
+                if (t2 < 0 || t2 % i32(p.stride) != 0 || t2 / i32(p.stride) >= i32(p.ow)) {
+                    continue;
+                }
+                let j = u32(t2) / p.stride;
+                s = fma(gy[gyo + i * p.ow + j], wt[wc + u * p.kw + v], s);
+            }
+        }
+    }
+    if ((p.flags & FLAG_MASK) != 0u && !(x[p.x_off + e] > 0.0)) {
+        s = 0.0;
+    }
+    out[p.out_off + e] = s;
+}
+
+@compute @workgroup_size(256)
+fn grad_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = index(gid);
+    let total = p.oc * p.ic * p.kh * p.kw;
+    if (e >= total) {
+        return;
+    }
+    let v = e % p.kw;
+    let u = (e / p.kw) % p.kh;
+    let c = (e / (p.kw * p.kh)) % p.ic;
+    let o = e / (p.kw * p.kh * p.ic);
+    var s = 0.0;
+    for (var b = 0u; b < p.n; b++) {
+        let xc = p.x_off + (b * p.ic + c) * p.h * p.w;
+        let gyo = (b * p.oc + o) * p.oh * p.ow;
+        for (var i = 0u; i < p.oh; i++) {
+            let r = i32(i * p.stride + u) - i32(p.pad);
+            if (r < 0 || r >= i32(p.h)) {
+                continue;
+            }
+            for (var j = 0u; j < p.ow; j++) {
+                let q = i32(j * p.stride + v) - i32(p.pad);
+                if (q < 0 || q >= i32(p.w)) {
+                    continue;
+                }
+                s = fma(gy[gyo + i * p.ow + j], x[xc + u32(r) * p.w + u32(q)], s);
+            }
+        }
+    }
+    out[p.out_off + e] = s;
+}
+
+@compute @workgroup_size(256)
+fn grad_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let o = index(gid);
+    if (o >= p.oc) {
+        return;
+    }
+    var s = 0.0;
+    let hw = p.oh * p.ow;
+    for (var b = 0u; b < p.n; b++) {
+        let base = (b * p.oc + o) * hw;
+        for (var k = 0u; k < hw; k++) {
+            s += gy[base + k];
+        }
+    }
+    out[p.out_off + o] = s;
+}

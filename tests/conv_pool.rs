@@ -1,0 +1,297 @@
+//! The CNN and autoencoder kernels against their CPU references: conv2d forward and its three
+//! gradients, max-pool with argmax and backward (ties and odd sizes included), and MSE.
+
+mod common;
+
+use common::{assert_close, assert_close32, context, random};
+use wgrad::gpu::Context;
+use wgrad::kernels::conv::{self, ConvShape, Pass};
+use wgrad::kernels::pool::{self, PoolShape};
+use wgrad::kernels::{self, loss, Dispatch};
+use wgrad::reference;
+
+fn run(ctx: &Context, d: &Dispatch) {
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    kernels::record_all(&mut encoder, [d]);
+    ctx.queue.submit([encoder.finish()]);
+}
+
+fn read<T: bytemuck::Pod>(ctx: &Context, b: &wgpu::Buffer, len: usize) -> Vec<T> {
+    pollster::block_on(ctx.read(b, 0, len)).unwrap()
+}
+
+// Sums of at most ic*kh*kw (forward, grad_input: <= 150) or n*oh*ow (grad_weight: <= 1568)
+// products of values in [-1, 1], accumulated in f32 with fma against an f64 reference: the
+// rounding error stays below ~len * 2^-24 * sum|terms|, i.e. under 1e-4 for the longest sums.
+const CONV_ABS: f64 = 1e-4;
+const CONV_REL: f64 = 1e-5;
+
+fn check_conv(ctx: &Context, s: ConvShape) {
+    let (oh, ow) = s.output().unwrap();
+    let (x_off, w_off) = (5, 3);
+    let x = random(x_off + s.n * s.ic * s.h * s.w, 1, 1.0);
+    // Weight [oc, ic, kh, kw] at w_off, bias [oc] after it, in one buffer like the parameters.
+    let wlen = s.oc * s.ic * s.kh * s.kw;
+    let params = random(w_off + wlen + s.oc, 2, 1.0);
+    let b_off = w_off + wlen;
+    let gy = random(s.n * s.oc * oh * ow, 3, 1.0);
+    let xb = ctx.storage_init("x", &x).unwrap();
+    let pb = ctx.storage_init("params", &params).unwrap();
+    let gyb = ctx.storage_init("grad_y", &gy).unwrap();
+    let what = format!("{s:?}");
+
+    let xs = &x[x_off..];
+    let ws = &params[w_off..b_off];
+    let (gx, gw, gb) = reference::conv2d_grads(s, xs, ws, &gy);
+    for (flags, relu) in [
+        (conv::FLAG_BIAS, false),
+        (conv::FLAG_BIAS | conv::FLAG_RELU, true),
+    ] {
+        let want = reference::conv2d(s, xs, ws, Some(&params[b_off..]), relu);
+        let out = ctx.storage("out", want.len() + 2).unwrap();
+        let d = pollster::block_on(conv::dispatch(
+            ctx,
+            Pass::Forward,
+            s,
+            flags,
+            conv::Buffers {
+                x: (&xb, x_off),
+                weight: (&pb, w_off, b_off),
+                grad_y: &gyb,
+                out: (&out, 2),
+            },
+        ))
+        .unwrap();
+        run(ctx, &d);
+        let got: Vec<f32> = read(ctx, &out, want.len() + 2);
+        assert_eq!(
+            &got[..2],
+            &[0.0, 0.0],
+            "{what}: forward wrote before its offset"
+        );
+        assert_close(
+            &format!("{what} forward relu={relu}"),
+            &got[2..],
+            &want,
+            CONV_ABS,
+            CONV_REL,
+        );
+    }
+
+    let cases: [(Pass, u32, Vec<f64>); 4] = [
+        (Pass::GradInput, 0, gx.clone()),
+        (
+            Pass::GradInput,
+            conv::FLAG_MASK,
+            gx.iter()
+                .zip(xs)
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect(),
+        ),
+        (Pass::GradWeight, 0, gw),
+        (Pass::GradBias, 0, gb),
+    ];
+    for (pass, flags, want) in cases {
+        let out = ctx.storage("out", want.len()).unwrap();
+        let d = pollster::block_on(conv::dispatch(
+            ctx,
+            pass,
+            s,
+            flags,
+            conv::Buffers {
+                x: (&xb, x_off),
+                weight: (&pb, w_off, b_off),
+                grad_y: &gyb,
+                out: (&out, 0),
+            },
+        ))
+        .unwrap();
+        run(ctx, &d);
+        let got: Vec<f32> = read(ctx, &out, want.len());
+        assert_close(
+            &format!("{what} {pass:?} flags {flags}"),
+            &got,
+            &want,
+            CONV_ABS,
+            CONV_REL,
+        );
+    }
+}
+
+#[test]
+fn conv2d_and_gradients_match_reference() {
+    let Some(ctx) = context() else { return };
+    let shape = |n, ic, h, w, oc, kh, kw, stride, pad| ConvShape {
+        n,
+        ic,
+        h,
+        w,
+        oc,
+        kh,
+        kw,
+        stride,
+        pad,
+    };
+    for s in [
+        shape(3, 2, 11, 9, 5, 3, 4, 2, 1), // odd sizes, non-square kernel, stride 2, padding
+        shape(2, 3, 8, 8, 4, 3, 3, 1, 0),  // no padding
+        shape(1, 1, 5, 7, 2, 5, 5, 3, 2),  // stride 3 with padding 2
+        shape(2, 1, 28, 28, 6, 5, 5, 1, 2), // LeNet-5 conv1
+        shape(2, 6, 14, 14, 16, 5, 5, 1, 0), // LeNet-5 conv2
+    ] {
+        check_conv(&ctx, s);
+    }
+    assert!(
+        shape(1, 1, 3, 3, 1, 5, 5, 1, 0).output().is_err(),
+        "a kernel larger than the input"
+    );
+}
+
+fn check_pool(ctx: &Context, s: PoolShape, x: &[f32]) {
+    let (oh, ow) = s.output().unwrap();
+    let outs = s.n * s.c * oh * ow;
+    let (want_y, want_arg) = reference::maxpool(s, x);
+    let xb = ctx.storage_init("x", x).unwrap();
+    let yb = ctx.storage("y", outs).unwrap();
+    let ab = ctx.storage("argmax", outs).unwrap();
+    let gxb = ctx.storage("grad_x", x.len()).unwrap();
+    let what = format!("{s:?}");
+    let fwd = pollster::block_on(pool::dispatch(
+        ctx,
+        true,
+        s,
+        0,
+        pool::Buffers {
+            x: (&xb, 0),
+            y: &yb,
+            argmax: &ab,
+            grad_x: &gxb,
+        },
+    ))
+    .unwrap();
+    run(ctx, &fwd);
+    // Max and argmax are selections, not arithmetic: compared exactly.
+    assert_eq!(read::<f32>(ctx, &yb, outs), want_y, "{what}: max");
+    let arg: Vec<u32> = read(ctx, &ab, outs);
+    assert_eq!(arg, want_arg, "{what}: argmax");
+
+    let gy = random(outs, 9, 1.0);
+    let gyb = ctx.storage_init("grad_y", &gy).unwrap();
+    for mask in [false, true] {
+        let bwd = pollster::block_on(pool::dispatch(
+            ctx,
+            false,
+            s,
+            if mask { pool::FLAG_MASK } else { 0 },
+            pool::Buffers {
+                x: (&xb, 0),
+                y: &gyb,
+                argmax: &ab,
+                grad_x: &gxb,
+            },
+        ))
+        .unwrap();
+        run(ctx, &bwd);
+        let want = reference::maxpool_backward(s, x, &arg, &gy, mask);
+        // Each input gets at most a few grad_y values, summed in the same window order: a
+        // difference can only come from that order (overlapping windows), within an ulp.
+        assert_close32(
+            &format!("{what} backward mask={mask}"),
+            &read(ctx, &gxb, x.len()),
+            &want,
+            1e-7,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn maxpool_matches_reference_with_ties_and_odd_sizes() {
+    let Some(ctx) = context() else { return };
+    let shape = |n, c, h, w, k, stride| PoolShape {
+        n,
+        c,
+        h,
+        w,
+        k,
+        stride,
+    };
+    // Odd height and width: the trailing row and column are dropped (floor mode).
+    let s = shape(2, 3, 7, 9, 2, 2);
+    check_pool(&ctx, s, &random(2 * 3 * 7 * 9, 4, 1.0));
+    // Ties: values on a coarse grid repeat inside windows; the first maximum must win.
+    let s = shape(2, 2, 8, 6, 2, 2);
+    let coarse: Vec<f32> = random(2 * 2 * 8 * 6, 5, 1.0)
+        .iter()
+        .map(|v| (v * 2.0).round())
+        .collect();
+    check_pool(&ctx, s, &coarse);
+    let flat = vec![0.5f32; 2 * 2 * 8 * 6];
+    check_pool(&ctx, s, &flat);
+    let (_, arg) = reference::maxpool(s, &flat);
+    assert_eq!(
+        &arg[..3],
+        &[0, 2, 4],
+        "a constant window's argmax is its first element"
+    );
+    // Overlapping windows (k 3, stride 2) and the LeNet-5 shape.
+    check_pool(&ctx, shape(1, 2, 9, 8, 3, 2), &coarse[..2 * 9 * 8]);
+    check_pool(
+        &ctx,
+        shape(3, 6, 28, 28, 2, 2),
+        &random(3 * 6 * 28 * 28, 6, 1.0),
+    );
+    assert!(
+        shape(1, 1, 1, 4, 2, 2).output().is_err(),
+        "a window taller than the input"
+    );
+}
+
+#[test]
+fn mse_matches_reference() {
+    let Some(ctx) = context() else { return };
+    let (rows, cols, off) = (37, 50, 3); // 1850 elements: each invocation takes several
+    let pred = random(off + rows * cols, 7, 1.0);
+    let target = random(rows * cols, 8, 1.0);
+    let pb = ctx.storage_init("pred", &pred).unwrap();
+    let tb = ctx.storage_init("target", &target).unwrap();
+    let gb = ctx.storage("grad", rows * cols).unwrap();
+    let sb = ctx
+        .storage_init("stats", &[0.0f32; loss::STATS_LEN])
+        .unwrap();
+    let d = pollster::block_on(loss::mse_dispatch(
+        &ctx,
+        rows,
+        cols,
+        off,
+        true,
+        loss::MseBuffers {
+            pred: &pb,
+            target: &tb,
+            grad: &gb,
+            stats: &sb,
+        },
+    ))
+    .unwrap();
+    run(&ctx, &d);
+    let (want_loss, want_grad) = reference::mse(&pred[off..], &target);
+    let stats: Vec<f32> = read(&ctx, &sb, loss::STATS_LEN);
+    // A mean of 1850 squares of values in [-2, 2], summed in f32 in a fixed tree: ~1e-6 relative.
+    assert_close("mse loss", &stats[..1], &[want_loss], 1e-6, 1e-5);
+    assert_close(
+        "mse running sum",
+        &stats[1..2],
+        &[want_loss * rows as f64],
+        1e-5,
+        1e-5,
+    );
+    assert_eq!(stats[3], rows as f32);
+    // Each gradient element is one scaled difference: within an ulp or two.
+    assert_close(
+        "mse grad",
+        &read(&ctx, &gb, rows * cols),
+        &want_grad,
+        1e-9,
+        1e-6,
+    );
+}
