@@ -19,7 +19,8 @@
 // is in bounds and no branch sits in the inner loop.
 //
 // Workgroup 16x8 covers a 32-row x 64-column tile of C; the host's ceil-div dispatch in
-// src/kernels/matmul.rs uses TILE_M = 32 and TILE_N = 64 and must change with WG_X/WG_Y/TM/TN.
+// src/kernels/matmul.rs uses TILE_M = 32 and TILE_N = 64 and must change with the workgroup
+// size (16, 8) and the block TM x TN (4 x 4) here and in matmul_vec4.wgsl.
 // No workgroup memory: on llvmpipe it made every variant slower (shared/notes measurements).
 
 const TM: u32 = 4u;

@@ -14,8 +14,10 @@
 //             m = lerp(m, g, 1 - beta1);  v = beta2 v + (1 - beta2) g g
 //             p += -step_size m / (sqrt(v) / bc2_sqrt + eps)
 //             or, with eps inside the root:  p += -step_size m / sqrt(v / bc2 + eps)
-// The host computes the per-step scalars once (src/optim): step_size = lr / (1 - beta1^t),
-// bc2 = 1 - beta2^t, bc2_sqrt = sqrt(bc2), clr = lr / (1 + (t - 1) lr_decay), decay.
+// The host computes the per-step scalars once (src/optim), in f64 like PyTorch's Python floats,
+// and rounds each to f32 once: step_size = lr / (1 - beta1^t), bc2 = 1 - beta2^t,
+// bc2_sqrt = sqrt(bc2), clr = lr / (1 + (t - 1) lr_decay), decay, and 1 - beta1, 1 - beta2,
+// 1 - dampening (in f32, 1 - f32(0.999) would be 1.3e-5 off PyTorch's value).
 //
 // Workgroup 256 over vec4s: on llvmpipe this reached the shader-copy ceiling (8.2 GB/s against
 // 3.5 to 5.3 for f32 elements). Large buffers use a 2-D grid: invocation (x, y) takes vec4
@@ -38,6 +40,10 @@ struct Params {
     bc2_sqrt: f32,
     decay: f32,
     clr: f32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    one_minus_dampening: f32,
+    _pad1: u32,
 }
 
 const FLAG_FIRST: u32 = 1u;
@@ -68,7 +74,7 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>) {
         if ((p.flags & FLAG_FIRST) != 0u) {
             b = g;
         } else {
-            b = p.momentum * state1[i] + (1.0 - p.dampening) * g;
+            b = p.momentum * state1[i] + p.one_minus_dampening * g;
         }
         state1[i] = b;
         if ((p.flags & FLAG_NESTEROV) != 0u) {
@@ -110,8 +116,8 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>) {
     let w0 = param[i];
     let w = w0 * p.decay;
     let g = grad[i] + p.weight_decay * w0;
-    let m = lerp(state1[i], g, 1.0 - p.beta1);
-    let v = p.beta2 * state2[i] + (1.0 - p.beta2) * g * g;
+    let m = lerp(state1[i], g, p.one_minus_beta1);
+    let v = p.beta2 * state2[i] + p.one_minus_beta2 * g * g;
     state1[i] = m;
     state2[i] = v;
     var denom: vec4<f32>;

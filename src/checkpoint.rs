@@ -75,8 +75,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::checkpoint(path, "the path names no file"))?;
+    // Unique per process and per call, so two saves to one path never share a temporary.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{n}.tmp",
         name.to_string_lossy(),
         std::process::id()
     ));
@@ -84,12 +87,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable: sync the folder's entry (Unix; elsewhere a no-op).
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok::<(), std::io::Error>(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
+    Ok(())
+}
+
+/// Checks, before a long run, that a file can be created at `path` (its folder is made if
+/// needed), so that a bad `--save` path fails at once rather than after training.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    if path.is_dir() {
+        return Err(Error::checkpoint(path, "is a folder, not a file name"));
+    }
+    let probe = dir.join(format!(".wgrad-write-check.{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| Error::io(path, e))?;
+    let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 

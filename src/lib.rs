@@ -11,6 +11,10 @@
 //! - [`data`], [`checkpoint`]: MNIST and other data sets, safetensors weights (file system).
 //! - [`reference`]: plain CPU versions of everything, for tests.
 //!
+//! GPU waits are `async fn`s; on native targets they poll the device, in the browser they
+//! yield. Their futures are not `Send` (wgpu's error scopes are per thread), so drive them on
+//! the thread that made them, e.g. with `pollster::block_on`, as the `wgrad` binary does.
+//!
 //! A program that trains the lecture's network on its own rows:
 //! ```no_run
 //! # async fn run() -> wgrad::Result<()> {

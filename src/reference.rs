@@ -100,7 +100,7 @@ pub fn optim_step(
                     let b = if flag(FLAG_FIRST) {
                         g
                     } else {
-                        p.momentum * s1[i] + (1.0 - p.dampening) * g
+                        p.momentum * s1[i] + p.one_minus_dampening * g
                     };
                     s1[i] = b;
                     g = if flag(FLAG_NESTEROV) {
@@ -119,13 +119,13 @@ pub fn optim_step(
             Rule::Adam => {
                 let decayed = w * p.decay;
                 let g = grad[i] + p.weight_decay * w;
-                let weight = 1.0 - p.beta1;
+                let weight = p.one_minus_beta1;
                 s1[i] = if weight < 0.5 {
                     s1[i] + weight * (g - s1[i])
                 } else {
                     g - (g - s1[i]) * (1.0 - weight)
                 };
-                s2[i] = p.beta2 * s2[i] + (1.0 - p.beta2) * g * g;
+                s2[i] = p.beta2 * s2[i] + p.one_minus_beta2 * g * g;
                 let denom = if flag(FLAG_EPS_INSIDE) {
                     (s2[i] / p.bc2 + p.eps).sqrt()
                 } else {

@@ -129,18 +129,20 @@ impl Trainer {
         ctx.write(&self.uniform, 0, &[params]);
 
         let plan = self.net.plan(rows);
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        kernels::record_all(
-            &mut encoder,
-            plan.forward
-                .iter()
-                .chain([&plan.loss_train])
-                .chain(plan.backward.iter())
-                .chain([&self.update]),
-        );
-        let staging =
-            want_loss.then(|| ctx.copy_to_staging(&mut encoder, &self.net.train_stats, 0, 4));
-        let index = ctx.queue.submit([encoder.finish()]);
+        let stats = &self.net.train_stats;
+        let (index, staging) = ctx
+            .submit("running a training step", |encoder| {
+                kernels::record_all(
+                    encoder,
+                    plan.forward
+                        .iter()
+                        .chain([&plan.loss_train])
+                        .chain(plan.backward.iter())
+                        .chain([&self.update]),
+                );
+                want_loss.then(|| ctx.copy_to_staging(encoder, stats, 0, 4))
+            })
+            .await?;
         self.step += 1;
 
         // Keep at most two steps queued: wait for the previous one.

@@ -89,6 +89,9 @@ fn invalid_settings_are_refused_with_the_flag_named() {
         (&["--gamma", "0.5"], "--gamma"),
         (&["--batch-size", "0"], "--batch-size"),
         (&["--hidden", "64,0"], "--hidden"),
+        (&["--epochs", "0"], "--epochs"),
+        (&["--optimizer", "sgd", "--eps", "1e-8"], "--eps"),
+        (&["--optimizer", "adagrad", "--beta1", "0.9"], "--beta1"),
     ];
     for (flags, named) in cases {
         let mut args = vec!["train", "--data", "/nonexistent/wgrad"];

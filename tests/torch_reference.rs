@@ -24,10 +24,6 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
-fn config_kind(c: &Value) -> Kind {
-    settings(c).0.kind
-}
-
 /// The optimizer and schedule a reference configuration describes.
 fn settings(c: &Value) -> (Config, Schedule) {
     let f = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k} missing"));
@@ -79,19 +75,14 @@ impl Observer for Steps {
     }
 }
 
-// Tolerances. For SGD and AdaGrad, and for most Adam runs, every weight agrees with PyTorch to
-// about 1e-6 after 16 steps: each gradient differs from PyTorch's float64 rerun by ~1e-8 to
-// 1e-6 (summation order), as PyTorch's own float32 run does. Adam and AdamW at constant lr 1e-3
-// meet one discrete event: at step 4 a pre-activation of hidden unit 27 is 4.1e-8 in float64,
-// inside the rounding of a 784-term f32 dot product (~1e-7). wgrad rounds it below zero, PyTorch
-// above, so that ReLU passes or blocks one sample's gradient, and Adam's normalised step spreads
-// the difference over the unit's weights (measured: 14 and 96 of 50890 weights differ by more
-// than 2e-5, up to 7e-4). Hence two bounds: 99.5% of the weights within 2e-5 (+1e-4 relative,
-// 50x below the 16-step update scale of ~1e-3 to 1.6e-2), and every weight within 1e-3.
-const WEIGHT_ABS: f64 = 2e-5;
-const WEIGHT_REL: f64 = 1e-4;
-const WEIGHT_MAX: f64 = 1e-3;
-const LOOSE_FRACTION: f64 = 0.005;
+// Tolerances. PyTorch's float32 run differs from its own float64 rerun by at most 7.4e-7 in any
+// weight after these 16 steps (measured when the reference was made); wgrad sums its products
+// in another order, which moves each value by a few ulps, and lands within 7e-7 of PyTorch for
+// every configuration (measured). 2e-6 absolute, plus 1e-5 of the value, is 3x that and still
+// 100x below the smallest difference between two configurations here (Adam against AdamW, whose
+// final weights differ by up to 3.3e-4).
+const WEIGHT_ABS: f64 = 2e-6;
+const WEIGHT_REL: f64 = 1e-5;
 // The loss of each step is a mean of 64 log-sum-exps, each good to a few ulps.
 const LOSS_ABS: f64 = 1e-5;
 
@@ -169,7 +160,7 @@ fn sixteen_steps_match_pytorch_for_every_optimizer() {
         }
 
         let got = pollster::block_on(trainer.net.state_dict()).unwrap();
-        let (mut worst, mut loose, mut count) = (0.0f64, 0usize, 0usize);
+        let mut worst = 0.0f64;
         for t in &want {
             let g = got
                 .iter()
@@ -177,24 +168,17 @@ fn sixteen_steps_match_pytorch_for_every_optimizer() {
                 .unwrap_or_else(|| panic!("{}", t.name));
             assert_eq!(g.shape, t.shape, "{name} {}", t.name);
             let w: Vec<f64> = t.data.iter().map(|&v| v as f64).collect();
-            assert_close(&format!("{name} {}", t.name), &g.data, &w, WEIGHT_MAX, 0.0);
+            assert_close(
+                &format!("{name} {}", t.name),
+                &g.data,
+                &w,
+                WEIGHT_ABS,
+                WEIGHT_REL,
+            );
             for (a, b) in g.data.iter().zip(&t.data) {
-                let d = (a - b).abs() as f64;
-                worst = worst.max(d);
-                loose += usize::from(d > WEIGHT_ABS + WEIGHT_REL * (*b as f64).abs());
-                count += 1;
+                worst = worst.max((a - b).abs() as f64);
             }
         }
-        // SGD and AdaGrad normalise nothing, so no rounding is amplified: every weight agrees.
-        let allowed = match config_kind(c) {
-            Kind::Sgd | Kind::Adagrad => 0.0,
-            Kind::Adam | Kind::Adamw => LOOSE_FRACTION,
-        };
-        assert!(
-            (loose as f64) <= allowed * count as f64,
-            "{name}: {loose} of {count} weights differ from PyTorch by more than {WEIGHT_ABS:e} \
-             (+{WEIGHT_REL:e} relative); at most {LOOSE_FRACTION} of them may"
-        );
-        eprintln!("{name:>14}: max |wgrad - torch| = {worst:.2e}, {loose} of {count} > tol");
+        eprintln!("{name:>14}: max |wgrad - torch| = {worst:.2e}");
     }
 }

@@ -142,6 +142,9 @@ pub fn optimizer_config(a: &TrainArgs) -> Result<optim::Config, Error> {
             "sgd",
         );
     }
+    if kind == Kind::Sgd && a.eps.is_some() {
+        return refuse("--eps", "adagrad, adam or adamw");
+    }
     if !adam && (a.beta1.is_some() || a.beta2.is_some() || a.eps_inside_sqrt) {
         let flag = if a.beta1.is_some() {
             "--beta1"
@@ -228,11 +231,17 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
     if a.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()).into());
     }
+    if a.epochs == 0 {
+        return Err(Error::Config("--epochs must be at least 1".into()).into());
+    }
     if a.max_steps == Some(0) {
         return Err(Error::Config("--max-steps must be at least 1".into()).into());
     }
     if a.train_limit == Some(0) {
         return Err(Error::Config("--train-limit must be at least 1".into()).into());
+    }
+    if let Some(path) = &a.save {
+        checkpoint::check_writable(path)?;
     }
     let init = match &a.init {
         Some(path) => Some(checkpoint::load(path)?),
@@ -281,7 +290,13 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
             "data",
             format!("{} train, {} test rows", train_set.len(), data.test.len()),
         ),
-        ("steps", format!("{total} ({} epochs)", a.epochs)),
+        (
+            "steps",
+            match a.max_steps {
+                Some(m) if m <= total => format!("{total} (--max-steps)"),
+                _ => format!("{total} ({} epochs)", a.epochs),
+            },
+        ),
         ("seed", a.seed.to_string()),
     ] {
         log::info!("  {k:<11} {v}");

@@ -84,9 +84,17 @@ fn no_adapter_help() -> String {
     }
 }
 
-/// Picks the adapter named by `wanted` (a case-insensitive substring), or the best one.
+/// Picks the adapter named by `wanted` (a case-insensitive substring of its name and backend,
+/// searched on every backend, best first, so that any adapter `wgrad info` lists can be
+/// named), or the best one.
 pub(super) async fn choose(wanted: Option<&str>) -> Result<wgpu::Adapter> {
-    let mut adapters = enumerate().await;
+    let mut adapters = match wanted {
+        None => enumerate().await,
+        Some(_) => {
+            let all = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+            instance(all).enumerate_adapters(all).await
+        }
+    };
     if adapters.is_empty() {
         return Err(Error::NoAdapter(no_adapter_help()));
     }
@@ -95,10 +103,16 @@ pub(super) async fn choose(wanted: Option<&str>) -> Result<wgpu::Adapter> {
         None => Ok(adapters.swap_remove(0)),
         Some(name) => {
             let needle = name.to_lowercase();
-            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            // The name and the backend, so that `--adapter gl` can pick the GL adapter of a
+            // device that also has a Vulkan one.
+            let label = |a: &wgpu::Adapter| {
+                let info = a.get_info();
+                format!("{} ({:?})", info.name, info.backend)
+            };
+            let names: Vec<String> = adapters.iter().map(label).collect();
             match adapters
                 .into_iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+                .find(|a| label(a).to_lowercase().contains(&needle))
             {
                 Some(a) => Ok(a),
                 None => Err(Error::NoAdapter(format!(

@@ -253,6 +253,22 @@ impl Context {
         Ok(())
     }
 
+    /// Records work with `record` into one command buffer and submits it, inside error scopes:
+    /// a validation or out-of-memory error of the recording or the submit comes back as an
+    /// [`Error::Gpu`] naming `op` instead of being logged by the uncaptured-error handler.
+    pub async fn submit<T>(
+        &self,
+        op: &str,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> T,
+    ) -> Result<(wgpu::SubmissionIndex, T)> {
+        let scope = self.scope();
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        let value = record(&mut encoder);
+        let index = self.queue.submit([encoder.finish()]);
+        scope.finish(op).await?;
+        Ok((index, value))
+    }
+
     /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into
     /// an [`Error::Gpu`] naming `op`.
     pub async fn checked<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {

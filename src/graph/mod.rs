@@ -51,6 +51,8 @@ impl Plan {
 }
 
 /// Loss and accuracy over a data set.
+///
+/// The GPU counts rows and hits in f32, exact up to 2^24 (16.7 million) rows per evaluation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Evaluation {
     /// Mean cross-entropy over all rows.
@@ -149,7 +151,9 @@ impl Network {
     /// Builds the plan for `batch` rows if there is none yet.
     pub async fn ensure_plan(&mut self, batch: usize) -> Result<()> {
         if batch == 0 {
-            return Err(Error::Shape("batch size 0".into()));
+            return Err(Error::Shape(
+                "a batch (training, evaluation or prediction) must have at least one row".into(),
+            ));
         }
         if !self.plans.contains_key(&batch) {
             let plan = self.build_plan(batch).await?;
@@ -354,7 +358,8 @@ impl Network {
         Ok(())
     }
 
-    /// Logits `[rows, classes]` for `x` `[rows, input]`, in one batch.
+    /// Logits `[rows, classes]` for `x` `[rows, input]`, in batches of at most [`EVAL_BATCH`]
+    /// rows (so that callers with varying row counts reuse at most two plans).
     pub async fn predict(&mut self, x: &[f32]) -> Result<Vec<f32>> {
         let dim = self.spec.input;
         if x.is_empty() || x.len() % dim != 0 {
@@ -363,15 +368,21 @@ impl Network {
                 x.len()
             )));
         }
-        let rows = x.len() / dim;
-        self.ensure_plan(rows).await?;
-        self.upload(rows, x, &vec![0; rows])?;
-        let plan = self.plan(rows);
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        kernels::record_all(&mut encoder, &plan.forward);
-        self.ctx.queue.submit([encoder.finish()]);
-        let logits = plan.acts.last().expect("a model has at least one op");
-        self.ctx.read(logits, 0, rows * self.classes()).await
+        let mut logits = Vec::with_capacity(x.len() / dim * self.classes());
+        for chunk in x.chunks(EVAL_BATCH * dim) {
+            let rows = chunk.len() / dim;
+            self.ensure_plan(rows).await?;
+            self.upload(rows, chunk, &vec![0; rows])?;
+            let plan = self.plan(rows);
+            self.ctx
+                .submit("running a forward pass", |e| {
+                    kernels::record_all(e, &plan.forward)
+                })
+                .await?;
+            let out = plan.acts.last().expect("a model has at least one op");
+            logits.extend(self.ctx.read::<f32>(out, 0, rows * self.classes()).await?);
+        }
+        Ok(logits)
     }
 
     /// Mean loss and accuracy over `data`, in batches of `batch` rows.
@@ -394,9 +405,11 @@ impl Network {
             let x = &data.features[start * data.dim..(start + rows) * data.dim];
             self.upload(rows, x, &data.labels[start..start + rows])?;
             let plan = self.plan(rows);
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            kernels::record_all(&mut encoder, plan.forward.iter().chain([&plan.loss_eval]));
-            self.ctx.queue.submit([encoder.finish()]);
+            self.ctx
+                .submit("evaluating", |e| {
+                    kernels::record_all(e, plan.forward.iter().chain([&plan.loss_eval]))
+                })
+                .await?;
             start += rows;
         }
         let stats: Vec<f32> = self.ctx.read(&self.eval_stats, 0, loss::STATS_LEN).await?;
@@ -415,15 +428,17 @@ impl Network {
         self.ensure_plan(rows).await?;
         self.upload(rows, x, labels)?;
         let plan = self.plan(rows);
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        kernels::record_all(
-            &mut encoder,
-            plan.forward
-                .iter()
-                .chain([&plan.loss_train])
-                .chain(plan.backward.iter()),
-        );
-        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx
+            .submit("computing gradients", |e| {
+                kernels::record_all(
+                    e,
+                    plan.forward
+                        .iter()
+                        .chain([&plan.loss_train])
+                        .chain(plan.backward.iter()),
+                )
+            })
+            .await?;
         let loss: Vec<f32> = self.ctx.read(&self.train_stats, 0, 1).await?;
         let grads = self.ctx.read(&self.grads, 0, self.layout.len).await?;
         Ok((loss[0], grads))

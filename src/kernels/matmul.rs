@@ -13,9 +13,10 @@ use super::{div_ceil, Binding, Dispatch, Kernel, KernelSource};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 
-/// Rows of C per workgroup: WG_Y (8) x TM (4) in the shader.
+/// Rows of C per workgroup: workgroup height 8 x block rows TM 4 in both matmul shaders (change
+/// them together).
 pub const TILE_M: usize = 32;
-/// Columns of C per workgroup: WG_X (16) x TN (4) in the shader.
+/// Columns of C per workgroup: workgroup width 16 x block columns TN 4 in both matmul shaders.
 pub const TILE_N: usize = 64;
 
 const SOURCE: KernelSource = KernelSource {

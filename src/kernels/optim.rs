@@ -68,6 +68,10 @@ pub struct Params {
     pub bc2_sqrt: f32,
     pub decay: f32,
     pub clr: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub one_minus_dampening: f32,
+    pub _pad1: u32,
 }
 
 /// The compiled kernel of `rule`.

@@ -153,7 +153,7 @@ impl Config {
                 }
                 if !(0.0..=1.0).contains(&self.dampening) {
                     return bad(format!(
-                        "dampening must be in [0, 1], got {}",
+                        "Config::dampening must be in [0, 1], got {}",
                         self.dampening
                     ));
                 }
@@ -165,7 +165,10 @@ impl Config {
             }
             Kind::Adagrad => {
                 if self.lr_decay.is_nan() || self.lr_decay < 0.0 {
-                    return bad(format!("lr_decay must be >= 0, got {}", self.lr_decay));
+                    return bad(format!(
+                        "Config::lr_decay must be >= 0, got {}",
+                        self.lr_decay
+                    ));
                 }
             }
             Kind::Adam | Kind::Adamw => {
@@ -190,7 +193,8 @@ impl Config {
 
     /// The update kernel's parameters for optimizer step `t` (counting from 1) at rate `lr`
     /// (the scheduled rate of this step), over `len` packed elements with grid row stride
-    /// `row_stride`. Bias corrections are computed here in f64, once per step.
+    /// `row_stride`. Every scalar is computed here in f64, as PyTorch computes its Python
+    /// floats, and rounded to f32 once.
     pub fn step_params(&self, t: u64, lr: f64, len: usize, row_stride: u32) -> Params {
         let mut flags = 0;
         if t == 1 {
@@ -229,6 +233,10 @@ impl Config {
             bc2_sqrt: bc2.sqrt() as f32,
             decay: decay as f32,
             clr: (lr / (1.0 + (tf - 1.0) * self.lr_decay)) as f32,
+            one_minus_beta1: (1.0 - self.beta1) as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            one_minus_dampening: (1.0 - self.dampening) as f32,
+            _pad1: 0,
         }
     }
 }
@@ -330,5 +338,9 @@ mod tests {
         let w = Config::adamw().step_params(1, 1e-3, 8, 256);
         assert_eq!((w.decay, w.weight_decay), ((1.0 - 1e-5f64) as f32, 0.0));
         assert_eq!(w.flags & kernel::FLAG_FIRST, kernel::FLAG_FIRST);
+        // 1 - beta2 rounded once from f64, not computed in f32 (which is 1.3e-5 off).
+        assert_eq!(w.one_minus_beta2, 0.001f32);
+        assert_eq!(w.one_minus_beta1, 0.1f32);
+        assert_ne!(w.one_minus_beta2, 1.0 - 0.999f32);
     }
 }

@@ -64,8 +64,9 @@ impl Schedule {
 mod tests {
     use super::*;
 
-    // Every schedule against its closed form at a few steps; exact in f64 because the same
-    // operations are performed.
+    // Every schedule against its closed form at a few steps (exact in f64: the same operations).
+    // This pins the formulas down; that they are PyTorch's schedules is checked against
+    // PyTorch's own rates step by step in tests/torch_reference.rs (LambdaLR, StepLR).
     #[test]
     fn schedules_follow_their_formulas() {
         let lr = 0.1;

@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""PyTorch reference data for the wgrad optimizer / scheduler tests.
+"""PyTorch reference data for the wgrad optimizer / scheduler / model tests.
 
 What it makes (all written next to this script, in tests/data/torch/):
 
   init_64.safetensors       initial weights of an MLP 784-64-10
   init_32-16.safetensors    initial weights of an MLP 784-32-16-10
+  init_lenet5.safetensors   initial weights of LeNet-5 (see below)
+  init_ae32.safetensors     initial weights of an autoencoder 784-32-784
+  init_ae128-32.safetensors initial weights of an autoencoder 784-128-32-128-784
   <name>.safetensors        final weights after 16 training steps, one per config
-  reference.json            config descriptions, per-step losses and lrs
+  reference.json            MLP configs: descriptions, per-step losses and lrs
+  reference_models.json     LeNet-5 / autoencoder configs, same record format plus
+                            "model" ("lenet5" | "autoencoder") and
+                            "loss" ("cross_entropy" | "mse")
 
 Both inits are made with torch.manual_seed(0) immediately followed by the
 module construction (PyTorch's default nn.Linear init: kaiming_uniform(a=sqrt(5))
@@ -31,11 +37,37 @@ images (k-1)*64 .. k*64-1 in file order:
 
 LambdaLR / StepLR count from 0: step k uses factor f(k-1).
 
+Models in reference_models.json (same data, batches, step order, seed and
+optimizer paths; Adam/AdamW also fused=False):
+
+  lenet5       conv1 = Conv2d(1, 6, 5, padding=2), conv2 = Conv2d(6, 16, 5),
+               fc1 = Linear(400, 120), fc2 = Linear(120, 84), fc3 = Linear(84, 10);
+               x [n,784] viewed as [n,1,28,28] -> conv1 -> relu -> max_pool2d(2)
+               -> conv2 -> relu -> max_pool2d(2) -> torch.flatten(x, 1) ((C,H,W)
+               order, 400) -> fc1 -> relu -> fc2 -> relu -> fc3;
+               loss CrossEntropyLoss (mean).
+               Tensors conv1.weight [6,1,5,5], conv1.bias [6], conv2.weight
+               [16,6,5,5], conv2.bias [16], fc1.weight [120,400], ..., fc3.bias [10].
+               "hidden" is [120, 84] (the widths of fc1, fc2; informational only).
+  autoencoder  the MLP above with 784 outputs, 784-h1-...-hN-784, relu between
+               layers and none on the output; loss nn.MSELoss() (mean over all
+               64*784 elements) against the input pixels x itself (labels unused).
+               "hidden" is the full list of hidden widths, e.g. [128, 32, 128].
+
+Inits are again torch.manual_seed(0) immediately followed by construction
+(PyTorch's default Conv2d / Linear init).  lenet5_sgd reuses init_lenet5.
+
+--check-f64 (prints only, writes nothing) reruns every model config in
+float64 from the same init and the same float32 pixels cast to float64, and
+prints max |float32 final - float64 final|, and for every ReLU the minimum
+|pre-activation| seen in float64 plus how often the float32 and float64 runs
+disagree on its sign or on a max-pool argmax.
+
 Run:
-    /tmp/tv/bin/python tests/data/torch/make_reference.py [--mnist DIR]
+    /tmp/tv/bin/python tests/data/torch/make_reference.py [--mnist DIR] [--check-f64]
 (DIR defaults to /work/shared/data/mnist).  Generated with torch 2.9.1 (CPU,
 one thread, deterministic algorithms on); the version actually used is stored
-in reference.json as "torch_version".
+in reference.json / reference_models.json as "torch_version".
 """
 
 import argparse
@@ -48,6 +80,7 @@ import struct
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 SEED = 0
@@ -89,9 +122,11 @@ def read_idx_labels(path, limit):
 # ---------------------------------------------------------------- model
 
 class MLP(nn.Module):
-    def __init__(self, hidden):
+    """784 -> hidden... -> n_out; relu between layers.  n_out=784 is the autoencoder."""
+
+    def __init__(self, hidden, n_out=10):
         super().__init__()
-        dims = [784] + list(hidden) + [10]
+        dims = [784] + list(hidden) + [n_out]
         self.n_layers = len(dims) - 1
         for i in range(self.n_layers):
             setattr(self, f"fc{i + 1}", nn.Linear(dims[i], dims[i + 1]))
@@ -104,8 +139,52 @@ class MLP(nn.Module):
         return x
 
 
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = x.reshape(-1, 1, 28, 28)
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+LENET5_HIDDEN = [120, 84]
+
+
 def tag_of(hidden):
     return "-".join(str(h) for h in hidden)
+
+
+def build_model(cfg):
+    """The module for a config record (MLP configs have no "model" key)."""
+    kind = cfg.get("model", "mlp")
+    if kind == "mlp":
+        return MLP(cfg["hidden"])
+    if kind == "lenet5":
+        return LeNet5()
+    if kind == "autoencoder":
+        return MLP(cfg["hidden"], n_out=784)
+    raise ValueError(kind)
+
+
+def relu_inputs(cfg):
+    """Names of the modules whose outputs go into a relu (and, for LeNet-5's
+    convolutions, then into a 2x2 max-pool)."""
+    kind = cfg.get("model", "mlp")
+    if kind == "lenet5":
+        return ["conv1", "conv2", "fc1", "fc2"], ["conv1", "conv2"]
+    n = len(cfg["hidden"])
+    return [f"fc{i + 1}" for i in range(n)], []
 
 
 # ---------------------------------------------------------------- configs
@@ -136,6 +215,17 @@ CONFIGS = [
     dict(name="adam_deep", optimizer="adam", lr=1e-3, hidden=[32, 16]),
 ]
 
+# reference_models.json
+MODEL_CONFIGS = [
+    dict(name="lenet5_adamw", model="lenet5", optimizer="adamw", lr=1e-3,
+         weight_decay=1e-2),
+    dict(name="autoencoder_adam", model="autoencoder", hidden=[32],
+         optimizer="adam", lr=1e-3),
+    dict(name="autoencoder_deep_adam", model="autoencoder", hidden=[128, 32, 128],
+         optimizer="adam", lr=1e-3),
+    dict(name="lenet5_sgd", model="lenet5", optimizer="sgd", lr=0.05, momentum=0.9),
+]
+
 
 def full_config(c):
     """Every field present; PyTorch defaults where unset, 0 where not applicable."""
@@ -160,6 +250,25 @@ def full_config(c):
             d[k] = v
     d["init"] = f"init_{tag_of(d['hidden'])}.safetensors"
     d["weights"] = f"{d['name']}.safetensors"
+    return d
+
+
+def full_model_config(c):
+    """full_config plus "model" and "loss" (placed after "name")."""
+    kind = c["model"]
+    base = dict(c)
+    del base["model"]
+    if kind == "lenet5":
+        base["hidden"] = LENET5_HIDDEN
+    f = full_config(base)
+    d = dict(name=f.pop("name"), model=kind,
+             loss="cross_entropy" if kind == "lenet5" else "mse")
+    d.update(f)
+    if kind == "lenet5":
+        d["init"] = "init_lenet5.safetensors"
+    else:
+        h = d["hidden"]
+        d["init"] = f"init_ae{tag_of(h[:(len(h) + 1) // 2])}.safetensors"
     return d
 
 
@@ -199,6 +308,147 @@ def make_scheduler(cfg, optimizer):
     raise ValueError(s)
 
 
+# ---------------------------------------------------------------- training
+
+def state_of(model):
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+def train(cfg, model, X, Y):
+    """16 steps as described at the top; returns (losses, lrs)."""
+    loss_fn = nn.MSELoss() if cfg.get("loss") == "mse" else nn.CrossEntropyLoss()
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = make_scheduler(cfg, optimizer)
+    losses, lrs = [], []
+    for k in range(1, STEPS + 1):
+        x = X[(k - 1) * BATCH_SIZE: k * BATCH_SIZE]
+        y = Y[(k - 1) * BATCH_SIZE: k * BATCH_SIZE]
+        target = x if cfg.get("loss") == "mse" else y
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
+        loss = loss_fn(model(x), target)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return losses, lrs
+
+
+def run_configs(configs, X, Y):
+    """Train every config from its init file, save its final weights; returns
+    (records for the json, summary rows)."""
+    out_configs, summary = [], []
+    for cfg in configs:
+        init = load_file(os.path.join(OUT_DIR, cfg["init"]))
+        model = build_model(cfg)
+        model.load_state_dict(init)
+        losses, lrs = train(cfg, model, X, Y)
+        final = state_of(model)
+        save(final, cfg["weights"])
+        deltas = {k: (final[k] - init[k]).abs().max().item() for k in final}
+        summary.append((cfg["name"], losses, lrs, deltas))
+        out = dict(cfg)
+        out["losses"] = losses
+        out["lrs"] = lrs
+        out_configs.append(out)
+    return out_configs, summary
+
+
+# ---------------------------------------------------------------- float64 check
+
+class PreActRecorder:
+    """Keeps a copy of the output of each named module (= a relu's input) at
+    every forward call, i.e. once per training step."""
+
+    def __init__(self, model, names):
+        self.seen = {n: [] for n in names}
+        self.handles = [getattr(model, n).register_forward_hook(self.hook(n))
+                        for n in names]
+
+    def hook(self, name):
+        def f(module, inputs, output):
+            self.seen[name].append(output.detach().clone())
+        return f
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def pool_windows(t):
+    """[n,c,H,W] -> [n,c,H/2,W/2,4], each 2x2 window in max_pool2d's scan order."""
+    n, c, h, w = t.shape
+    return (t.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5)
+            .reshape(n, c, h // 2, w // 2, 4))
+
+
+def recorded_run(cfg, X, Y, dtype):
+    init = load_file(os.path.join(OUT_DIR, cfg["init"]))
+    model = build_model(cfg).to(dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in init.items()})
+    relu_names, _ = relu_inputs(cfg)
+    rec = PreActRecorder(model, relu_names)
+    losses, _ = train(cfg, model, X.to(dtype), Y)
+    rec.remove()
+    return state_of(model), losses, rec.seen
+
+
+def check_f64(configs, X, Y):
+    print()
+    print("float64 rerun (same init, same float32 pixels cast to float64)")
+    for cfg in configs:
+        saved = load_file(os.path.join(OUT_DIR, cfg["weights"]))
+        f32, losses32, pre32 = recorded_run(cfg, X, Y, torch.float32)
+        f64, losses64, pre64 = recorded_run(cfg, X, Y, torch.float64)
+        repro = all(torch.equal(f32[k], saved[k]) for k in saved)
+        wdiff = {k: (f32[k].double() - f64[k]).abs().max().item() for k in f32}
+        wrel = {k: wdiff[k] / f64[k].abs().max().item() for k in f32}
+        kmax = max(wdiff, key=wdiff.get)
+        ldiff = max(abs(a - b) for a, b in zip(losses32, losses64))
+        print(f"{cfg['name']}: float32 rerun bit-identical to saved weights: "
+              f"{'yes' if repro else 'NO'}")
+        print(f"  max |f32 final - f64 final| = {wdiff[kmax]:.3e} ({kmax}; "
+              f"{wrel[kmax]:.2e} of that tensor's max |w|), "
+              f"max |f32 loss - f64 loss| over steps = {ldiff:.3e}")
+        print("  " + "  ".join(f"{k}={v:.2e}" for k, v in wdiff.items()))
+        relu_names, pool_names = relu_inputs(cfg)
+        overall = math.inf
+        for name in relu_names:
+            a32 = torch.stack([t.double() for t in pre32[name]])
+            a64 = torch.stack(pre64[name])
+            absd = (a32 - a64).abs()
+            amin = a64.abs().min().item()
+            overall = min(overall, amin)
+            nz = (a64.abs() > 0)
+            minnz = a64.abs()[nz].min().item() if nz.any() else math.nan
+            zeros = int((a64 == 0).sum())
+            flips = int(((a32 > 0) != (a64 > 0)).sum())
+            risk = int((a64.abs() <= absd).sum())
+            per_step_min = [pre64[name][s].abs().min().item() for s in range(STEPS)]
+            print(f"  relu after {name:5s}: min |pre| f64 = {amin:.3e} "
+                  f"(nonzero min {minnz:.3e}, exact zeros {zeros}, "
+                  f"step of min {per_step_min.index(min(per_step_min)) + 1}), "
+                  f"max |pre32 - pre64| = {absd.max().item():.3e}, "
+                  f"|pre64| <= |pre32 - pre64|: {risk}, sign flips f32 vs f64: {flips} "
+                  f"of {a64.numel()}")
+            if name in pool_names:
+                w32 = pool_windows(torch.relu(torch.cat([t.double() for t in pre32[name]])))
+                w64 = pool_windows(torch.relu(torch.cat(pre64[name])))
+                arg_flips = int((w32.argmax(-1) != w64.argmax(-1)).sum())
+                top2 = w64.topk(2, dim=-1).values
+                gap = top2[..., 0] - top2[..., 1]
+                pos = top2[..., 0] > 0
+                ties = int(((gap == 0) & pos).sum())
+                g = gap[(gap > 0) & pos]
+                gmin = g.min().item() if g.numel() else math.nan
+                print(f"    max-pool after {name}: argmax differs f32 vs f64 in {arg_flips} "
+                      f"of {w64[..., 0].numel()} windows; f64 windows with a positive "
+                      f"exact tie for max: {ties}; smallest positive top-2 gap {gmin:.3e}")
+        if cfg["model"] == "lenet5":
+            print(f"  min |pre-activation| at any relu, any step, f64: {overall:.3e}")
+
+
 # ---------------------------------------------------------------- main
 
 def save(state, filename):
@@ -207,9 +457,48 @@ def save(state, filename):
     os.chmod(path, 0o644)  # safetensors creates files 0600
 
 
+def write_json(filename, configs, images, labels):
+    ref = {
+        "torch_version": torch.__version__,
+        "seed": SEED,
+        "train_limit": TRAIN_LIMIT,
+        "batch_size": BATCH_SIZE,
+        "steps": STEPS,
+        "data": {
+            "source": "MNIST train-images-idx3-ubyte.gz / train-labels-idx1-ubyte.gz",
+            "pixel_scale": "byte/255 float32",
+            "pixel_sum": float(images.astype(np.float64).sum()),
+            "label_sum": int(labels.sum()),
+        },
+        "configs": configs,
+    }
+    with open(os.path.join(OUT_DIR, filename), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+
+
+def print_summary(summary):
+    print(f"{'config':22s} {'first':>10s} {'last':>10s} {'min':>10s} falls  lr[0] .. lr[15]")
+    for name, losses, lrs, _ in summary:
+        falls = losses[-1] < losses[0]
+        print(f"{name:22s} {losses[0]:10.6f} {losses[-1]:10.6f} {min(losses):10.6f} "
+              f"{'yes' if falls else 'NO ':5s} {lrs[0]:.6g} .. {lrs[-1]:.6g}")
+
+
+def print_deltas(summary, per_line):
+    print("max |final - init| per tensor")
+    for name, _, _, deltas in summary:
+        items = [f"{k}={v:.3e}" for k, v in deltas.items()]
+        for i in range(0, len(items), per_line):
+            head = name if i == 0 else ""
+            print(f"{head:22s} " + "  ".join(items[i:i + per_line]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mnist", default="/work/shared/data/mnist")
+    ap.add_argument("--check-f64", action="store_true",
+                    help="rerun the model configs in float64 and print the differences")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -223,73 +512,37 @@ def main():
     X = torch.from_numpy(images.copy())
     Y = torch.from_numpy(labels.copy())
 
+    # MLPs: reference.json
     configs = [full_config(c) for c in CONFIGS]
-
-    # inits
     for hidden in sorted({tuple(c["hidden"]) for c in configs}):
         torch.manual_seed(SEED)
         m = MLP(hidden)
-        sd = {k: v.detach().contiguous() for k, v in m.state_dict().items()}
-        save(sd, f"init_{tag_of(hidden)}.safetensors")
+        save(state_of(m), f"init_{tag_of(hidden)}.safetensors")
+    out_configs, summary = run_configs(configs, X, Y)
+    write_json("reference.json", out_configs, images, labels)
 
-    loss_fn = nn.CrossEntropyLoss()
-    out_configs = []
-    summary = []
-    for cfg in configs:
-        init = load_file(os.path.join(OUT_DIR, cfg["init"]))
-        model = MLP(cfg["hidden"])
-        model.load_state_dict(init)
-        optimizer = make_optimizer(cfg, model.parameters())
-        scheduler = make_scheduler(cfg, optimizer)
-        losses, lrs = [], []
-        for k in range(1, STEPS + 1):
-            x = X[(k - 1) * BATCH_SIZE: k * BATCH_SIZE]
-            y = Y[(k - 1) * BATCH_SIZE: k * BATCH_SIZE]
-            lrs.append(float(optimizer.param_groups[0]["lr"]))
-            loss = loss_fn(model(x), y)
-            losses.append(loss.item())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-        final = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save(final, cfg["weights"])
-        deltas = {k: (final[k] - init[k]).abs().max().item() for k in final}
-        summary.append((cfg["name"], losses, lrs, deltas))
-        out = dict(cfg)
-        out["losses"] = losses
-        out["lrs"] = lrs
-        out_configs.append(out)
-
-    ref = {
-        "torch_version": torch.__version__,
-        "seed": SEED,
-        "train_limit": TRAIN_LIMIT,
-        "batch_size": BATCH_SIZE,
-        "steps": STEPS,
-        "data": {
-            "source": "MNIST train-images-idx3-ubyte.gz / train-labels-idx1-ubyte.gz",
-            "pixel_scale": "byte/255 float32",
-            "pixel_sum": float(images.astype(np.float64).sum()),
-            "label_sum": int(labels.sum()),
-        },
-        "configs": out_configs,
-    }
-    with open(os.path.join(OUT_DIR, "reference.json"), "w") as f:
-        json.dump(ref, f, indent=1)
-        f.write("\n")
+    # LeNet-5 and autoencoders: reference_models.json
+    model_configs = [full_model_config(c) for c in MODEL_CONFIGS]
+    inits = {}
+    for cfg in model_configs:
+        inits.setdefault(cfg["init"], cfg)
+    for filename, cfg in inits.items():
+        torch.manual_seed(SEED)
+        save(state_of(build_model(cfg)), filename)
+    out_models, summary_models = run_configs(model_configs, X, Y)
+    write_json("reference_models.json", out_models, images, labels)
 
     print(f"torch {torch.__version__}")
-    print(f"{'config':14s} {'first':>10s} {'last':>10s} {'min':>10s} falls  lr[0] .. lr[15]")
-    for name, losses, lrs, _ in summary:
-        falls = losses[-1] < losses[0]
-        print(f"{name:14s} {losses[0]:10.6f} {losses[-1]:10.6f} {min(losses):10.6f} "
-              f"{'yes' if falls else 'NO ':5s} {lrs[0]:.6g} .. {lrs[-1]:.6g}")
+    print_summary(summary)
     print()
-    print("max |final - init| per tensor")
-    for name, _, _, deltas in summary:
-        print(f"{name:14s} " + "  ".join(f"{k}={v:.3e}" for k, v in deltas.items()))
+    print_summary(summary_models)
+    print()
+    print_deltas(summary, per_line=8)
+    print()
+    print_deltas(summary_models, per_line=4)
+
+    if args.check_f64:
+        check_f64(model_configs, X, Y)
 
 
 if __name__ == "__main__":
