@@ -2,9 +2,11 @@
 //!
 //! The pieces, in the order data flows through them:
 //! - [`gpu`]: adapter choice, the device, uploads and downloads, errors as `Result`s.
-//! - [`kernels`]: one module per WGSL kernel in `shaders/` (matmul, bias gradient, softmax
-//!   cross-entropy, optimizer updates), each with its parameters and dispatch arithmetic.
-//! - [`model`]: layer lists, shapes, parameter names and layouts, PyTorch's initialisation.
+//! - [`kernels`]: one module per WGSL kernel in `shaders/` (matmul, bias gradient, conv2d,
+//!   max-pool, softmax cross-entropy, MSE, optimizer updates), each with its parameters and
+//!   dispatch arithmetic.
+//! - [`model`]: layer lists (MLP, LeNet-5, autoencoder presets and a builder), shapes,
+//!   parameter names and layouts, PyTorch's initialisation.
 //! - [`graph`]: the executor, a [`graph::Network`] with forward and backward plans per batch size.
 //! - [`optim`]: optimizer settings with PyTorch's defaults, and learning-rate schedules.
 //! - [`train`]: the [`train::Trainer`] that takes steps, and the epoch loop [`train::fit`].
@@ -29,7 +31,7 @@
 //! let mut trainer =
 //!     train::Trainer::new(net, optim::Config::adamw(), optim::Schedule::Constant, total).await?;
 //! let summary = train::fit(&mut trainer, &data, &data, &options, &mut train::Silent).await?;
-//! println!("accuracy {:.3}", summary.test.accuracy);
+//! println!("accuracy {:.3}", summary.test.accuracy.unwrap_or(0.0));
 //! let logits = trainer.net.predict(data.row(0)).await?;
 //! let weights = trainer.net.state_dict().await?;
 //! # let _ = (logits, weights); Ok(()) }

@@ -10,7 +10,7 @@ use crate::kernels::optim::{
     Params as OptimParams, Rule, FLAG_EPS_INSIDE, FLAG_FIRST, FLAG_MOMENTUM, FLAG_NESTEROV,
 };
 use crate::kernels::pool::PoolShape;
-use crate::model::{LinearOp, ParamLayout};
+use crate::model::{Loss, Op, OpKind, ParamLayout};
 
 /// `C = epilogue(A B)` over the same strided operands as `shaders/matmul.wgsl`, writing row-major
 /// C rows of stride `c.1` from offset `c.0`. Sums in f64.
@@ -137,88 +137,181 @@ pub fn optim_step(
     }
 }
 
-/// Loss and packed parameter gradients of an MLP on one batch, all in f64: the reference for
-/// the GPU's forward and backward plans.
-pub fn mlp_gradients(
-    ops: &[LinearOp],
+/// Loss and packed parameter gradients of a network on one batch, all in f64: the reference
+/// for the GPU's forward and backward plans. `x` is `[rows, input]`; `labels` are used by the
+/// cross-entropy loss, the input itself by the reconstruction loss.
+pub fn network_gradients(
+    ops: &[Op],
+    loss: Loss,
     layout: &ParamLayout,
     params: &[f32],
     x: &[f32],
     labels: &[u32],
 ) -> (f64, Vec<f64>) {
     let rows = labels.len();
-    let w = |name: String| {
+    let tensor = |name: String| -> (usize, Vec<f64>) {
         let s = layout.slot(&name).expect("slot of the model's own op");
-        params[s.offset..s.offset + s.len]
+        let v = params[s.offset..s.offset + s.len]
             .iter()
             .map(|&v| v as f64)
-            .collect::<Vec<f64>>()
+            .collect();
+        (s.offset, v)
+    };
+    let relu = |v: Vec<f64>, on: bool| -> Vec<f64> {
+        if on {
+            v.into_iter().map(|a| a.max(0.0)).collect()
+        } else {
+            v
+        }
     };
 
-    // Forward, keeping every layer's output.
-    let mut outs: Vec<Vec<f64>> = vec![x.iter().map(|&v| v as f64).collect()];
-    for op in ops {
-        let (wt, b) = (
-            w(format!("{}.weight", op.name)),
-            w(format!("{}.bias", op.name)),
-        );
+    // Forward, keeping every op's output (and each pool's argmax).
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut outs: Vec<Vec<f64>> = vec![x64.clone()];
+    let mut argmaxes: Vec<Vec<u32>> = vec![Vec::new(); ops.len()];
+    for (l, op) in ops.iter().enumerate() {
         let xin = outs.last().expect("input is there");
-        let mut y = vec![0.0; rows * op.output];
-        for i in 0..rows {
-            for o in 0..op.output {
-                let mut s = b[o];
-                for k in 0..op.input {
-                    s += xin[i * op.input + k] * wt[o * op.input + k];
+        let y = match op.kind {
+            OpKind::Linear => {
+                let (_, wt) = tensor(format!("{}.weight", op.name));
+                let (_, b) = tensor(format!("{}.bias", op.name));
+                let mut y = vec![0.0; rows * op.output];
+                for i in 0..rows {
+                    for o in 0..op.output {
+                        let mut s = b[o];
+                        for k in 0..op.input {
+                            s += xin[i * op.input + k] * wt[o * op.input + k];
+                        }
+                        y[i * op.output + o] = s;
+                    }
                 }
-                y[i * op.output + o] = if op.relu { s.max(0.0) } else { s };
+                y
             }
-        }
-        outs.push(y);
+            OpKind::Conv { .. } => {
+                let (_, wt) = tensor(format!("{}.weight", op.name));
+                let (_, b) = tensor(format!("{}.bias", op.name));
+                conv2d(conv_shape(op, rows), xin, &wt, Some(&b), false)
+            }
+            OpKind::Pool { .. } => {
+                let (y, arg) = maxpool(pool_shape(op, rows), xin);
+                argmaxes[l] = arg;
+                y
+            }
+        };
+        outs.push(relu(y, op.relu));
     }
 
-    let classes = ops.last().map(|o| o.output).unwrap_or(0);
-    let (loss, mut dy, _) = softmax_xent(outs.last().expect("logits"), labels, classes);
+    let out = outs.last().expect("output");
+    let (value, mut dy) = match loss {
+        Loss::CrossEntropy => {
+            let classes = ops.last().map(|o| o.output).unwrap_or(0);
+            let (l, g, _) = softmax_xent(out, labels, classes);
+            (l, g)
+        }
+        Loss::Reconstruction => {
+            let n = out.len() as f64;
+            let d: Vec<f64> = out.iter().zip(&x64).map(|(p, t)| p - t).collect();
+            (
+                d.iter().map(|v| v * v).sum::<f64>() / n,
+                d.iter().map(|v| 2.0 * v / n).collect(),
+            )
+        }
+    };
 
-    // Backward, last layer first.
+    // Backward, last op first. dy is the gradient of op l's output (after its ReLU).
     let mut grads = vec![0.0; layout.len];
     for (l, op) in ops.iter().enumerate().rev() {
         let xin = &outs[l];
-        let wt = w(format!("{}.weight", op.name));
-        let ws = layout.slot(&format!("{}.weight", op.name)).expect("slot");
-        let bs = layout.slot(&format!("{}.bias", op.name)).expect("slot");
-        for o in 0..op.output {
-            for k in 0..op.input {
-                grads[ws.offset + o * op.input + k] = (0..rows)
-                    .map(|i| dy[i * op.output + o] * xin[i * op.input + k])
-                    .sum();
-            }
-            grads[bs.offset + o] = (0..rows).map(|i| dy[i * op.output + o]).sum();
-        }
-        if l > 0 {
-            let prev_relu = ops[l - 1].relu;
-            let mut dx = vec![0.0; rows * op.input];
-            for i in 0..rows {
-                for k in 0..op.input {
-                    let s: f64 = (0..op.output)
-                        .map(|o| dy[i * op.output + o] * wt[o * op.input + k])
-                        .sum();
-                    let active = !prev_relu || xin[i * op.input + k] > 0.0;
-                    dx[i * op.input + k] = if active { s } else { 0.0 };
+        // Through this op's own ReLU: zero where its output is not positive.
+        if op.relu {
+            for (g, &y) in dy.iter_mut().zip(&outs[l + 1]) {
+                if y <= 0.0 {
+                    *g = 0.0;
                 }
             }
-            dy = dx;
         }
+        let dx = match op.kind {
+            OpKind::Linear => {
+                let (wo, wt) = tensor(format!("{}.weight", op.name));
+                let (bo, _) = tensor(format!("{}.bias", op.name));
+                for o in 0..op.output {
+                    for k in 0..op.input {
+                        grads[wo + o * op.input + k] = (0..rows)
+                            .map(|i| dy[i * op.output + o] * xin[i * op.input + k])
+                            .sum();
+                    }
+                    grads[bo + o] = (0..rows).map(|i| dy[i * op.output + o]).sum();
+                }
+                let mut dx = vec![0.0; rows * op.input];
+                for i in 0..rows {
+                    for k in 0..op.input {
+                        dx[i * op.input + k] = (0..op.output)
+                            .map(|o| dy[i * op.output + o] * wt[o * op.input + k])
+                            .sum();
+                    }
+                }
+                dx
+            }
+            OpKind::Conv { .. } => {
+                let (wo, wt) = tensor(format!("{}.weight", op.name));
+                let (bo, _) = tensor(format!("{}.bias", op.name));
+                let (dx, gw, gb) = conv2d_grads(conv_shape(op, rows), xin, &wt, &dy);
+                grads[wo..wo + gw.len()].copy_from_slice(&gw);
+                grads[bo..bo + gb.len()].copy_from_slice(&gb);
+                dx
+            }
+            OpKind::Pool { .. } => {
+                maxpool_backward(pool_shape(op, rows), xin, &argmaxes[l], &dy, false)
+            }
+        };
+        dy = dx;
     }
-    (loss, grads)
+    (value, grads)
+}
+
+fn conv_shape(op: &Op, n: usize) -> ConvShape {
+    let OpKind::Conv {
+        kernel,
+        stride,
+        padding,
+    } = op.kind
+    else {
+        unreachable!("conv_shape of a non-conv op");
+    };
+    ConvShape {
+        n,
+        ic: op.in_shape[0],
+        h: op.in_shape[1],
+        w: op.in_shape[2],
+        oc: op.out_shape[0],
+        kh: kernel,
+        kw: kernel,
+        stride,
+        pad: padding,
+    }
+}
+
+fn pool_shape(op: &Op, n: usize) -> PoolShape {
+    let OpKind::Pool { kernel, stride } = op.kind else {
+        unreachable!("pool_shape of a non-pool op");
+    };
+    PoolShape {
+        n,
+        c: op.in_shape[0],
+        h: op.in_shape[1],
+        w: op.in_shape[2],
+        k: kernel,
+        stride,
+    }
 }
 
 /// `y [n, oc, oh, ow]` of a convolution of `x [n, ic, h, w]` with `weight [oc, ic, kh, kw]`,
 /// plus `bias [oc]` when given, then ReLU when `relu`: the plain six-deep loop, in f64.
-pub fn conv2d(
+pub fn conv2d<T: Copy + Into<f64>>(
     s: ConvShape,
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
+    x: &[T],
+    weight: &[T],
+    bias: Option<&[T]>,
     relu: bool,
 ) -> Vec<f64> {
     let (oh, ow) = s.output().expect("a valid convolution shape");
@@ -227,13 +320,15 @@ pub fn conv2d(
         for o in 0..s.oc {
             for i in 0..oh {
                 for j in 0..ow {
-                    let mut sum = bias.map_or(0.0, |bv| bv[o] as f64);
+                    let mut sum = bias.map_or(0.0, |bv| bv[o].into());
                     for c in 0..s.ic {
                         for u in 0..s.kh {
                             for v in 0..s.kw {
                                 if let Some((r, q)) = conv_tap(s, i, j, u, v) {
-                                    sum += x[((b * s.ic + c) * s.h + r) * s.w + q] as f64
-                                        * weight[((o * s.ic + c) * s.kh + u) * s.kw + v] as f64;
+                                    let xv: f64 = x[((b * s.ic + c) * s.h + r) * s.w + q].into();
+                                    let wv: f64 =
+                                        weight[((o * s.ic + c) * s.kh + u) * s.kw + v].into();
+                                    sum += xv * wv;
                                 }
                             }
                         }
@@ -256,11 +351,11 @@ fn conv_tap(s: ConvShape, i: usize, j: usize, u: usize, v: usize) -> Option<(usi
 /// Gradients of a convolution for upstream `grad_y [n, oc, oh, ow]`: `(grad_x, grad_weight,
 /// grad_bias)`, by scattering every product of the forward loop back to its operands (the
 /// transpose of [`conv2d`], written independently of the kernel's gather).
-pub fn conv2d_grads(
+pub fn conv2d_grads<T: Copy + Into<f64>>(
     s: ConvShape,
-    x: &[f32],
-    weight: &[f32],
-    grad_y: &[f32],
+    x: &[T],
+    weight: &[T],
+    grad_y: &[T],
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (oh, ow) = s.output().expect("a valid convolution shape");
     let mut gx = vec![0.0; x.len()];
@@ -270,7 +365,7 @@ pub fn conv2d_grads(
         for o in 0..s.oc {
             for i in 0..oh {
                 for j in 0..ow {
-                    let g = grad_y[((b * s.oc + o) * oh + i) * ow + j] as f64;
+                    let g: f64 = grad_y[((b * s.oc + o) * oh + i) * ow + j].into();
                     gb[o] += g;
                     for c in 0..s.ic {
                         for u in 0..s.kh {
@@ -278,8 +373,8 @@ pub fn conv2d_grads(
                                 if let Some((r, q)) = conv_tap(s, i, j, u, v) {
                                     let xi = ((b * s.ic + c) * s.h + r) * s.w + q;
                                     let wi = ((o * s.ic + c) * s.kh + u) * s.kw + v;
-                                    gx[xi] += g * weight[wi] as f64;
-                                    gw[wi] += g * x[xi] as f64;
+                                    gx[xi] += g * weight[wi].into();
+                                    gw[wi] += g * x[xi].into();
                                 }
                             }
                         }
@@ -293,7 +388,7 @@ pub fn conv2d_grads(
 
 /// Max-pooling of `x [n, c, h, w]`: `(y, argmax)`, argmax as `r * w + q` within the plane,
 /// ties to the first maximum in row-major window order.
-pub fn maxpool(s: PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
+pub fn maxpool<T: Copy + PartialOrd>(s: PoolShape, x: &[T]) -> (Vec<T>, Vec<u32>) {
     let (oh, ow) = s.output().expect("a valid pooling shape");
     let mut y = Vec::with_capacity(s.n * s.c * oh * ow);
     let mut arg = Vec::with_capacity(y.capacity());
@@ -320,15 +415,16 @@ pub fn maxpool(s: PoolShape, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
 
 /// The backward of [`maxpool`]: each `grad_y` element added to its argmax input; with `mask`,
 /// zeroed where `x <= 0` (the ReLU before the pool).
-pub fn maxpool_backward(
+pub fn maxpool_backward<T: Copy + PartialOrd + Default + std::ops::AddAssign>(
     s: PoolShape,
-    x: &[f32],
+    x: &[T],
     argmax: &[u32],
-    grad_y: &[f32],
+    grad_y: &[T],
     mask: bool,
-) -> Vec<f32> {
+) -> Vec<T> {
     let (oh, ow) = s.output().expect("a valid pooling shape");
-    let mut gx = vec![0.0f32; s.n * s.c * s.h * s.w];
+    let zero = T::default();
+    let mut gx = vec![zero; s.n * s.c * s.h * s.w];
     for plane in 0..s.n * s.c {
         for o in 0..oh * ow {
             let k = plane * oh * ow + o;
@@ -337,8 +433,9 @@ pub fn maxpool_backward(
     }
     if mask {
         for (g, &v) in gx.iter_mut().zip(x) {
-            if v <= 0.0 {
-                *g = 0.0;
+            // Not positive (NaN counts as not positive, as in the kernel).
+            if v.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) {
+                *g = zero;
             }
         }
     }

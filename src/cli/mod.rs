@@ -4,6 +4,7 @@
 //! 1 for everything else (data, checkpoints, GPU).
 
 pub mod info;
+pub mod layers;
 pub mod logging;
 pub mod report;
 pub mod train;

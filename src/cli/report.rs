@@ -7,7 +7,8 @@
 //!    "samples_per_sec":..}                              after each epoch
 //!   {"kind":"final","steps":..,"test_loss":..,"test_acc":..,"seconds":..}
 //! `seconds` of an epoch is its training time (evaluation excluded); of the final record, the
-//! whole run's. Accuracies are fractions in [0, 1].
+//! whole run's. Accuracies are fractions in [0, 1]; an autoencoder's records have no
+//! `test_acc` (its `test_loss` is the reconstruction MSE).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -59,18 +60,21 @@ impl Reporter {
 
     /// Writes the final record and flushes the metrics file.
     pub fn finish(&mut self, summary: &FitSummary, seconds: f64) -> Result<(), Error> {
-        self.record(json!({
+        let mut record = json!({
             "kind": "final",
             "steps": summary.steps,
             "test_loss": summary.test.loss,
-            "test_acc": summary.test.accuracy,
             "seconds": seconds,
-        }));
+        });
+        if let Some(acc) = summary.test.accuracy {
+            record["test_acc"] = json!(acc);
+        }
+        self.record(record);
         log::info!(
-            "done: {} steps in {seconds:.1} s, test loss {:.4}, test accuracy {:.2}%",
+            "done: {} steps in {seconds:.1} s, test loss {:.4}{}",
             summary.steps,
             summary.test.loss,
-            100.0 * summary.test.accuracy
+            accuracy_text(summary.test.accuracy, ", ")
         );
         if let Some((path, w)) = &mut self.metrics {
             if let Err(e) = w.flush() {
@@ -107,24 +111,33 @@ impl Observer for Reporter {
 
     fn epoch_end(&mut self, r: &EpochReport) {
         let rate = r.samples as f64 / self.epoch_seconds.max(1e-9);
-        self.record(json!({
+        let mut record = json!({
             "kind": "epoch",
             "epoch": r.epoch,
             "train_loss": r.train_loss,
             "test_loss": r.test.loss,
-            "test_acc": r.test.accuracy,
             "seconds": self.epoch_seconds,
             "samples_per_sec": rate,
-        }));
+        });
+        if let Some(acc) = r.test.accuracy {
+            record["test_acc"] = json!(acc);
+        }
+        self.record(record);
         log::info!(
-            "epoch {:>2}  train loss {:.4}  test loss {:.4}  test accuracy {:.2}%  {:.1} s  \
-             {:.0} samples/s",
+            "epoch {:>2}  train loss {:.4}  test loss {:.4}{}  {:.1} s  {:.0} samples/s",
             r.epoch,
             r.train_loss,
             r.test.loss,
-            100.0 * r.test.accuracy,
+            accuracy_text(r.test.accuracy, "  "),
             self.epoch_seconds,
             rate
         );
     }
+}
+
+/// `"<sep>test accuracy 97.12%"`, or nothing for a model without accuracy (an autoencoder).
+fn accuracy_text(accuracy: Option<f64>, sep: &str) -> String {
+    accuracy.map_or(String::new(), |a| {
+        format!("{sep}test accuracy {:.2}%", 100.0 * a)
+    })
 }

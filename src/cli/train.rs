@@ -21,6 +21,12 @@ use super::report::Reporter;
 pub enum ModelArg {
     /// Multi-layer perceptron 784-h1-..-10 with ReLU (widths from --hidden).
     Mlp,
+    /// LeNet-5: two 5x5 convolutions with max-pooling, then 120-84-10.
+    Lenet5,
+    /// Autoencoder 784-h1-..-hk-..-h1-784 trained with MSE on its input (widths from --hidden).
+    Autoencoder,
+    /// Any layer list, from --layers.
+    Custom,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,12 +52,16 @@ pub struct TrainArgs {
     pub data: PathBuf,
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelArg,
+    /// Layers of --model custom, comma-separated, or @FILE with one layer per line:
+    /// conv:OUT:K[:STRIDE[:PAD]], maxpool:K[:STRIDE], flatten, linear:N, relu.
+    #[arg(long)]
+    pub layers: Option<String>,
     /// Hidden widths, comma-separated, any depth: 64 or 512,256,128.
     #[arg(long, default_value = "64", value_delimiter = ',')]
     pub hidden: Vec<usize>,
     #[arg(long, value_enum, default_value = "adamw")]
     pub optimizer: OptimizerArg,
-    /// Learning rate [default: sgd 0.1, adagrad 0.01, adam and adamw 3e-3; tuned for MNIST].
+    /// Base learning rate [default: sgd 0.1, adagrad 0.01, adam and adamw 5e-3; for MNIST].
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum [default: 0].
@@ -75,7 +85,8 @@ pub struct TrainArgs {
     /// Weight decay: coupled L2 for sgd/adagrad/adam, decoupled for adamw [default: 0, adamw 0.01].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    #[arg(long, value_enum, default_value = "constant")]
+    /// Learning-rate schedule over the run's steps (constant is PyTorch's no-scheduler).
+    #[arg(long, value_enum, default_value = "cosine")]
     pub schedule: ScheduleArg,
     /// Steps between decays of --schedule step.
     #[arg(long)]
@@ -168,15 +179,16 @@ pub fn optimizer_config(a: &TrainArgs) -> Result<optim::Config, Error> {
     Ok(c)
 }
 
-/// The command line's default rates. PyTorch's (1e-3 for SGD, Adam, AdamW) are kept by the
-/// library's `Config` constructors; on MNIST at batch 64 they are slow (Adam reaches 93.5% after
-/// one epoch, SGD 86% after ten), so the command uses rates that train the lecture's network
-/// well in a few epochs. PyTorch has no default in its training scripts to follow here.
+/// The command line's default rates, used with its default cosine schedule. PyTorch's (1e-3
+/// for SGD, Adam, AdamW, with no schedule) are kept by the library's `Config` constructors; on
+/// MNIST at batch 64 they are slow (AdamW reaches 93.5% after one epoch, SGD 86% after ten).
+/// AdamW at 5e-3 with cosine decay reaches 95.7% after one epoch and 97.9% after ten; at 3e-3
+/// with a constant rate, 95.1% and 97.0% (the last epochs then wander by +-0.3%).
 pub fn default_lr(kind: Kind) -> f64 {
     match kind {
         Kind::Sgd => 0.1,
         Kind::Adagrad => 0.01,
-        Kind::Adam | Kind::Adamw => 3e-3,
+        Kind::Adam | Kind::Adamw => 5e-3,
     }
 }
 
@@ -209,17 +221,31 @@ pub fn schedule(a: &TrainArgs) -> Result<Schedule, Error> {
 
 /// The model the flags describe.
 pub fn model_spec(a: &TrainArgs) -> Result<ModelSpec, Error> {
-    match a.model {
-        ModelArg::Mlp => {
-            if let Some(i) = a.hidden.iter().position(|&h| h == 0) {
-                return Err(Error::Config(format!(
-                    "--hidden width {} is 0; every hidden layer needs at least one unit",
-                    i + 1
-                )));
-            }
-            Ok(ModelSpec::mlp(mnist::DIM, &a.hidden, mnist::CLASSES))
-        }
+    if a.layers.is_some() && a.model != ModelArg::Custom {
+        return Err(Error::Config(
+            "--layers applies to --model custom only".into(),
+        ));
     }
+    if let Some(i) = a.hidden.iter().position(|&h| h == 0) {
+        return Err(Error::Config(format!(
+            "--hidden width {} is 0; every hidden layer needs at least one unit",
+            i + 1
+        )));
+    }
+    let spec = match a.model {
+        ModelArg::Mlp => ModelSpec::mlp(mnist::DIM, &a.hidden, mnist::CLASSES),
+        ModelArg::Lenet5 => ModelSpec::lenet5(),
+        ModelArg::Autoencoder => ModelSpec::autoencoder(mnist::DIM, &a.hidden),
+        ModelArg::Custom => {
+            let text = a.layers.as_deref().ok_or_else(|| {
+                Error::Config("--model custom needs --layers (a list or @FILE)".into())
+            })?;
+            super::layers::parse_model(text)?
+        }
+    };
+    // Shapes are checked here, before any data is read; the error names the layer.
+    spec.resolve().map_err(|e| Error::Config(e.to_string()))?;
+    Ok(spec)
 }
 
 pub async fn run(a: TrainArgs) -> anyhow::Result<()> {

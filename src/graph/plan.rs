@@ -1,0 +1,385 @@
+//! Building a [`Plan`]: the buffers of one batch size and the dispatch lists of the forward
+//! pass, the loss and the backward pass.
+//!
+//! Per op `l` with input `X` (the batch, or the output of op `l-1`) and output `Y_l`, the
+//! backward pass computes the parameter gradients from `dY_l` and, for `l > 0`, the input
+//! gradient `dY_{l-1}`. When op `l-1` ends in a ReLU, its backward (`* (Y_{l-1} > 0)`) is fused
+//! into that input gradient, whichever kernel computes it:
+//!   linear   forward  matmul  Y = X W^T + b (bias, ReLU fused)                 [B, out]
+//!            backward matmul  dW = dY^T X;  bias_grad  db = sum_batch dY;
+//!                     matmul  dX = (dY W) * mask
+//!   conv     forward  conv2d.forward (bias, ReLU fused)                         [B, oc, oh, ow]
+//!            backward conv2d.grad_weight, conv2d.grad_bias, conv2d.grad_input (* mask)
+//!   pool     forward  maxpool.forward (y and argmax)                            [B, c, oh, ow]
+//!            backward maxpool.backward (* mask)
+//! Every gradient buffer is overwritten each step, so nothing needs zeroing.
+
+use super::Network;
+use crate::error::Result;
+use crate::kernels::conv::{self, ConvShape, Pass};
+use crate::kernels::pool::{self, PoolShape};
+use crate::kernels::{bias, loss, matmul, Dispatch};
+use crate::model::{Loss, Op, OpKind};
+
+/// The buffers and dispatch lists for one batch size.
+pub struct Plan {
+    pub batch: usize,
+    /// `[batch, input...]` f32, written before each step.
+    pub input: wgpu::Buffer,
+    /// `[batch]` u32 labels (unused by a reconstruction loss).
+    pub labels: wgpu::Buffer,
+    /// Output of each op, `[batch, out_l...]`; the last is the network's output.
+    pub acts: Vec<wgpu::Buffer>,
+    /// Gradient of the loss with respect to each op's output, same shapes.
+    pub grad_acts: Vec<wgpu::Buffer>,
+    /// The argmax of each max-pool op (None for other ops).
+    pub argmax: Vec<Option<wgpu::Buffer>>,
+    pub forward: Vec<Dispatch>,
+    /// Loss with the output gradient, accumulating into the training stats.
+    pub loss_train: Dispatch,
+    /// Loss (and accuracy) without gradient, accumulating into the evaluation stats.
+    pub loss_eval: Dispatch,
+    pub backward: Vec<Dispatch>,
+}
+
+impl Plan {
+    /// Dispatches in one training step's forward, loss and backward (the update adds one).
+    pub fn dispatches(&self) -> usize {
+        self.forward.len() + 1 + self.backward.len()
+    }
+}
+
+fn conv_shape(op: &Op, batch: usize) -> ConvShape {
+    let OpKind::Conv {
+        kernel,
+        stride,
+        padding,
+    } = op.kind
+    else {
+        unreachable!("internal error: conv_shape of a non-conv op");
+    };
+    ConvShape {
+        n: batch,
+        ic: op.in_shape[0],
+        h: op.in_shape[1],
+        w: op.in_shape[2],
+        oc: op.out_shape[0],
+        kh: kernel,
+        kw: kernel,
+        stride,
+        pad: padding,
+    }
+}
+
+fn pool_shape(op: &Op, batch: usize) -> PoolShape {
+    let OpKind::Pool { kernel, stride } = op.kind else {
+        unreachable!("internal error: pool_shape of a non-pool op");
+    };
+    PoolShape {
+        n: batch,
+        c: op.in_shape[0],
+        h: op.in_shape[1],
+        w: op.in_shape[2],
+        k: kernel,
+        stride,
+    }
+}
+
+impl Network {
+    /// Element offset of parameter `name` in the packed buffers.
+    fn offset(&self, name: &str) -> usize {
+        self.layout()
+            .slot(name)
+            .expect("internal error: layout lacks a slot of its own ops")
+            .offset
+    }
+
+    pub(super) async fn build_plan_unchecked(&self, batch: usize) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let ops = self.ops();
+        let input = ctx.storage("input batch", batch * self.input_width())?;
+        let labels = ctx.storage("label batch", batch)?;
+        let (mut acts, mut grad_acts, mut argmax) = (Vec::new(), Vec::new(), Vec::new());
+        for op in ops {
+            acts.push(ctx.storage(&format!("{} output", op.name), batch * op.output)?);
+            grad_acts
+                .push(ctx.storage(&format!("{} output gradient", op.name), batch * op.output)?);
+            argmax.push(match op.kind {
+                OpKind::Pool { .. } => {
+                    Some(ctx.storage(&format!("{} argmax", op.name), batch * op.output)?)
+                }
+                _ => None,
+            });
+        }
+
+        let mut forward = Vec::new();
+        for (l, op) in ops.iter().enumerate() {
+            let x = if l == 0 { &input } else { &acts[l - 1] };
+            forward.push(
+                self.forward_op(op, batch, x, &acts[l], &grad_acts[l], &argmax[l])
+                    .await?,
+            );
+        }
+
+        let last = ops.len() - 1;
+        let (loss_train, loss_eval) = match self.spec().loss {
+            Loss::CrossEntropy => {
+                let buffers = |stats| loss::Buffers {
+                    logits: &acts[last],
+                    labels: &labels,
+                    grad: &grad_acts[last],
+                    stats,
+                };
+                let classes = self.classes();
+                (
+                    loss::dispatch(ctx, batch, classes, 0, true, buffers(&self.train_stats))
+                        .await?,
+                    loss::dispatch(ctx, batch, classes, 0, false, buffers(&self.eval_stats))
+                        .await?,
+                )
+            }
+            Loss::Reconstruction => {
+                let buffers = |stats| loss::MseBuffers {
+                    pred: &acts[last],
+                    target: &input,
+                    grad: &grad_acts[last],
+                    stats,
+                };
+                let cols = ops[last].output;
+                (
+                    loss::mse_dispatch(ctx, batch, cols, 0, true, buffers(&self.train_stats))
+                        .await?,
+                    loss::mse_dispatch(ctx, batch, cols, 0, false, buffers(&self.eval_stats))
+                        .await?,
+                )
+            }
+        };
+
+        let mut backward = Vec::new();
+        for (l, op) in ops.iter().enumerate().rev() {
+            let x = if l == 0 { &input } else { &acts[l - 1] };
+            // Where the input gradient goes, and whether op l-1's ReLU masks it.
+            let below = (l > 0).then(|| (&grad_acts[l - 1], ops[l - 1].relu));
+            self.backward_op(
+                op,
+                batch,
+                x,
+                &grad_acts[l],
+                &argmax[l],
+                below,
+                &mut backward,
+            )
+            .await?;
+        }
+
+        Ok(Plan {
+            batch,
+            input,
+            labels,
+            acts,
+            grad_acts,
+            argmax,
+            forward,
+            loss_train,
+            loss_eval,
+            backward,
+        })
+    }
+
+    async fn forward_op(
+        &self,
+        op: &Op,
+        batch: usize,
+        x: &wgpu::Buffer,
+        y: &wgpu::Buffer,
+        spare: &wgpu::Buffer,
+        argmax: &Option<wgpu::Buffer>,
+    ) -> Result<Dispatch> {
+        let ctx = &self.ctx;
+        let params = &self.params;
+        // Pools have no parameters: look offsets up only for the ops that have them.
+        let weight = || self.offset(&format!("{}.weight", op.name));
+        let bias_at = || self.offset(&format!("{}.bias", op.name));
+        match op.kind {
+            OpKind::Linear => {
+                matmul::dispatch(
+                    ctx,
+                    matmul::Shape {
+                        m: batch,
+                        n: op.output,
+                        k: op.input,
+                    },
+                    matmul::Operand::row_major(0, op.input),
+                    matmul::Operand::transposed(weight(), op.input),
+                    (0, op.output),
+                    matmul::Epilogue {
+                        bias: Some(bias_at()),
+                        relu: op.relu,
+                        mask: None,
+                    },
+                    matmul::Buffers {
+                        a: x,
+                        b: params,
+                        bias: params,
+                        mask: params,
+                        c: y,
+                    },
+                )
+                .await
+            }
+            OpKind::Conv { .. } => {
+                let flags = conv::FLAG_BIAS | if op.relu { conv::FLAG_RELU } else { 0 };
+                conv::dispatch(
+                    ctx,
+                    Pass::Forward,
+                    conv_shape(op, batch),
+                    flags,
+                    conv::Buffers {
+                        x: (x, 0),
+                        weight: (params, weight(), bias_at()),
+                        grad_y: params,
+                        out: (y, 0),
+                    },
+                )
+                .await
+            }
+            OpKind::Pool { .. } => {
+                let argmax = argmax
+                    .as_ref()
+                    .expect("internal error: a pool has an argmax");
+                // The backward's grad_x binding is unused here; any other buffer will do.
+                pool::dispatch(
+                    ctx,
+                    true,
+                    pool_shape(op, batch),
+                    0,
+                    pool::Buffers {
+                        x: (x, 0),
+                        y,
+                        argmax,
+                        grad_x: spare,
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn backward_op(
+        &self,
+        op: &Op,
+        batch: usize,
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
+        argmax: &Option<wgpu::Buffer>,
+        below: Option<(&wgpu::Buffer, bool)>,
+        out: &mut Vec<Dispatch>,
+    ) -> Result<()> {
+        let ctx = &self.ctx;
+        let (params, grads) = (&self.params, &self.grads);
+        match op.kind {
+            OpKind::Linear => {
+                let weight = self.offset(&format!("{}.weight", op.name));
+                // dW = dY^T X: [out, batch] x [batch, in].
+                out.push(
+                    matmul::dispatch(
+                        ctx,
+                        matmul::Shape {
+                            m: op.output,
+                            n: op.input,
+                            k: batch,
+                        },
+                        matmul::Operand::transposed(0, op.output),
+                        matmul::Operand::row_major(0, op.input),
+                        (weight, op.input),
+                        matmul::Epilogue::default(),
+                        matmul::Buffers {
+                            a: dy,
+                            b: x,
+                            bias: params,
+                            mask: params,
+                            c: grads,
+                        },
+                    )
+                    .await?,
+                );
+                let b = self.offset(&format!("{}.bias", op.name));
+                out.push(bias::dispatch(ctx, batch, op.output, (dy, 0), (grads, b)).await?);
+                if let Some((dx, masked)) = below {
+                    // dX = (dY W) * relu'(X): [batch, out] x [out, in].
+                    out.push(
+                        matmul::dispatch(
+                            ctx,
+                            matmul::Shape {
+                                m: batch,
+                                n: op.input,
+                                k: op.output,
+                            },
+                            matmul::Operand::row_major(0, op.output),
+                            matmul::Operand::row_major(weight, op.input),
+                            (0, op.input),
+                            matmul::Epilogue {
+                                bias: None,
+                                relu: false,
+                                mask: masked.then_some((0, op.input)),
+                            },
+                            matmul::Buffers {
+                                a: dy,
+                                b: params,
+                                bias: params,
+                                mask: x,
+                                c: dx,
+                            },
+                        )
+                        .await?,
+                    );
+                }
+            }
+            OpKind::Conv { .. } => {
+                let shape = conv_shape(op, batch);
+                let weight = self.offset(&format!("{}.weight", op.name));
+                let b = self.offset(&format!("{}.bias", op.name));
+                let buffers = |to, at| conv::Buffers {
+                    x: (x, 0),
+                    weight: (params, weight, b),
+                    grad_y: dy,
+                    out: (to, at),
+                };
+                out.push(
+                    conv::dispatch(ctx, Pass::GradWeight, shape, 0, buffers(grads, weight)).await?,
+                );
+                out.push(conv::dispatch(ctx, Pass::GradBias, shape, 0, buffers(grads, b)).await?);
+                if let Some((dx, masked)) = below {
+                    let flags = if masked { conv::FLAG_MASK } else { 0 };
+                    out.push(
+                        conv::dispatch(ctx, Pass::GradInput, shape, flags, buffers(dx, 0)).await?,
+                    );
+                }
+            }
+            OpKind::Pool { .. } => {
+                if let Some((dx, masked)) = below {
+                    let argmax = argmax
+                        .as_ref()
+                        .expect("internal error: a pool has an argmax");
+                    out.push(
+                        pool::dispatch(
+                            ctx,
+                            false,
+                            pool_shape(op, batch),
+                            if masked { pool::FLAG_MASK } else { 0 },
+                            pool::Buffers {
+                                x: (x, 0),
+                                y: dy,
+                                argmax,
+                                grad_x: dx,
+                            },
+                        )
+                        .await?,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
