@@ -75,22 +75,23 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = (e / p.ow) % p.oh;
     let o = (e / (p.ow * p.oh)) % p.oc;
     let b = e / (p.ow * p.oh * p.oc);
+    // Taps inside the image: u with 0 <= i * stride + u - pad < h, likewise v; computed once
+    // so that the inner loops carry no branch.
+    let r0 = i * p.stride;
+    let q0 = j * p.stride;
+    let u_lo = select(0u, p.pad - r0, r0 < p.pad);
+    let u_hi = select(0u, min(p.kh, p.h + p.pad - r0), p.h + p.pad > r0);
+    let v_lo = select(0u, p.pad - q0, q0 < p.pad);
+    let v_hi = select(0u, min(p.kw, p.w + p.pad - q0), p.w + p.pad > q0);
     var s = 0.0;
     for (var c = 0u; c < p.ic; c++) {
         let xc = p.x_off + (b * p.ic + c) * p.h * p.w;
         let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
-        for (var u = 0u; u < p.kh; u++) {
-            // Signed arithmetic for the padded border.
-            let r = i32(i * p.stride + u) - i32(p.pad);
-            if (r < 0 || r >= i32(p.h)) {
-                continue;
-            }
-            for (var v = 0u; v < p.kw; v++) {
-                let q = i32(j * p.stride + v) - i32(p.pad);
-                if (q < 0 || q >= i32(p.w)) {
-                    continue;
-                }
-                s = fma(x[xc + u32(r) * p.w + u32(q)], wt[wc + u * p.kw + v], s);
+        for (var u = u_lo; u < u_hi; u++) {
+            let xr = xc + (r0 + u - p.pad) * p.w + q0 - p.pad;
+            let wr = wc + u * p.kw;
+            for (var v = v_lo; v < v_hi; v++) {
+                s = fma(x[xr + v], wt[wr + v], s);
             }
         }
     }
@@ -114,24 +115,33 @@ fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = (e / p.w) % p.h;
     let c = (e / (p.w * p.h)) % p.ic;
     let b = e / (p.w * p.h * p.ic);
+    // Taps u with i = (r + pad - u) / stride a whole output row in [0, oh): u runs from the
+    // smallest such value in steps of stride; likewise v. Computed once, so the inner loops
+    // carry no branch.
+    let rp = r + p.pad;
+    let qp = q + p.pad;
+    // Smallest u >= 0 with (rp - u) % stride == 0 and (rp - u) / stride <= oh - 1.
+    var u_lo = rp % p.stride;
+    let over_r = (p.oh - 1u) * p.stride;
+    if (rp > over_r) {
+        u_lo = max(u_lo, rp - over_r);
+    }
+    var v_lo = qp % p.stride;
+    let over_q = (p.ow - 1u) * p.stride;
+    if (qp > over_q) {
+        v_lo = max(v_lo, qp - over_q);
+    }
+    let u_hi = min(p.kh, rp + 1u);
+    let v_hi = min(p.kw, qp + 1u);
     var s = 0.0;
     for (var o = 0u; o < p.oc; o++) {
         let gyo = (b * p.oc + o) * p.oh * p.ow;
         let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
-        for (var u = 0u; u < p.kh; u++) {
-            // Output row i with i * stride + u - pad = r.
-            let t = i32(r + p.pad) - i32(u);
-            if (t < 0 || t % i32(p.stride) != 0 || t / i32(p.stride) >= i32(p.oh)) {
-                continue;
-            }
-            let i = u32(t) / p.stride;
-            for (var v = 0u; v < p.kw; v++) {
-                let t2 = i32(q + p.pad) - i32(v);
-                if (t2 < 0 || t2 % i32(p.stride) != 0 || t2 / i32(p.stride) >= i32(p.ow)) {
-                    continue;
-                }
-                let j = u32(t2) / p.stride;
-                s = fma(gy[gyo + i * p.ow + j], wt[wc + u * p.kw + v], s);
+        for (var u = u_lo; u < u_hi; u += p.stride) {
+            let gr = gyo + ((rp - u) / p.stride) * p.ow;
+            let wr = wc + u * p.kw;
+            for (var v = v_lo; v < v_hi; v += p.stride) {
+                s = fma(gy[gr + (qp - v) / p.stride], wt[wr + v], s);
             }
         }
     }
@@ -152,21 +162,21 @@ fn grad_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let u = (e / p.kw) % p.kh;
     let c = (e / (p.kw * p.kh)) % p.ic;
     let o = e / (p.kw * p.kh * p.ic);
+    // Output positions whose tap (u, v) lands inside the image: i * stride + u - pad in
+    // [0, h), likewise j; computed once, so the inner loops carry no branch.
+    let i_lo = select(0u, (p.pad - u + p.stride - 1u) / p.stride, u < p.pad);
+    let i_hi = select(0u, min(p.oh, (p.h + p.pad - u + p.stride - 1u) / p.stride), p.h + p.pad > u);
+    let j_lo = select(0u, (p.pad - v + p.stride - 1u) / p.stride, v < p.pad);
+    let j_hi = select(0u, min(p.ow, (p.w + p.pad - v + p.stride - 1u) / p.stride), p.w + p.pad > v);
     var s = 0.0;
     for (var b = 0u; b < p.n; b++) {
         let xc = p.x_off + (b * p.ic + c) * p.h * p.w;
         let gyo = (b * p.oc + o) * p.oh * p.ow;
-        for (var i = 0u; i < p.oh; i++) {
-            let r = i32(i * p.stride + u) - i32(p.pad);
-            if (r < 0 || r >= i32(p.h)) {
-                continue;
-            }
-            for (var j = 0u; j < p.ow; j++) {
-                let q = i32(j * p.stride + v) - i32(p.pad);
-                if (q < 0 || q >= i32(p.w)) {
-                    continue;
-                }
-                s = fma(gy[gyo + i * p.ow + j], x[xc + u32(r) * p.w + u32(q)], s);
+        for (var i = i_lo; i < i_hi; i++) {
+            let xr = xc + (i * p.stride + u - p.pad) * p.w + v - p.pad;
+            let gr = gyo + i * p.ow;
+            for (var j = j_lo; j < j_hi; j++) {
+                s = fma(gy[gr + j], x[xr + j * p.stride], s);
             }
         }
     }

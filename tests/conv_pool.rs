@@ -136,6 +136,7 @@ fn conv2d_and_gradients_match_reference() {
         shape(3, 2, 11, 9, 5, 3, 4, 2, 1), // odd sizes, non-square kernel, stride 2, padding
         shape(2, 3, 8, 8, 4, 3, 3, 1, 0),  // no padding
         shape(1, 1, 5, 7, 2, 5, 5, 3, 2),  // stride 3 with padding 2
+        shape(2, 2, 1, 3, 3, 5, 5, 1, 2),  // kernel wider than the image: taps in the padding
         shape(2, 1, 28, 28, 6, 5, 5, 1, 2), // LeNet-5 conv1
         shape(2, 6, 14, 14, 16, 5, 5, 1, 0), // LeNet-5 conv2
     ] {
