@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+use crate::kernels::conv::ConvShape;
+use crate::kernels::pool::PoolShape;
 
 /// One layer, appended in order. Each layer's input is the output of the one before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -421,6 +423,56 @@ impl Op {
                 ]
             }
             OpKind::Pool { .. } => Vec::new(),
+        }
+    }
+
+    /// The kernel geometry of a conv op over `batch` rows.
+    ///
+    /// # Panics
+    /// On an op that is not a convolution (an internal error).
+    pub fn conv_shape(&self, batch: usize) -> ConvShape {
+        let OpKind::Conv {
+            kernel,
+            stride,
+            padding,
+        } = self.kind
+        else {
+            panic!(
+                "internal error: conv_shape of {} ({:?})",
+                self.name, self.kind
+            );
+        };
+        ConvShape {
+            n: batch,
+            ic: self.in_shape[0],
+            h: self.in_shape[1],
+            w: self.in_shape[2],
+            oc: self.out_shape[0],
+            kh: kernel,
+            kw: kernel,
+            stride,
+            pad: padding,
+        }
+    }
+
+    /// The kernel geometry of a max-pool op over `batch` rows.
+    ///
+    /// # Panics
+    /// On an op that is not a pool (an internal error).
+    pub fn pool_shape(&self, batch: usize) -> PoolShape {
+        let OpKind::Pool { kernel, stride } = self.kind else {
+            panic!(
+                "internal error: pool_shape of {} ({:?})",
+                self.name, self.kind
+            );
+        };
+        PoolShape {
+            n: batch,
+            c: self.in_shape[0],
+            h: self.in_shape[1],
+            w: self.in_shape[2],
+            k: kernel,
+            stride,
         }
     }
 

@@ -190,10 +190,10 @@ pub fn network_gradients(
             OpKind::Conv { .. } => {
                 let (_, wt) = tensor(format!("{}.weight", op.name));
                 let (_, b) = tensor(format!("{}.bias", op.name));
-                conv2d(conv_shape(op, rows), xin, &wt, Some(&b), false)
+                conv2d(op.conv_shape(rows), xin, &wt, Some(&b), false)
             }
             OpKind::Pool { .. } => {
-                let (y, arg) = maxpool(pool_shape(op, rows), xin);
+                let (y, arg) = maxpool(op.pool_shape(rows), xin);
                 argmaxes[l] = arg;
                 y
             }
@@ -255,54 +255,18 @@ pub fn network_gradients(
             OpKind::Conv { .. } => {
                 let (wo, wt) = tensor(format!("{}.weight", op.name));
                 let (bo, _) = tensor(format!("{}.bias", op.name));
-                let (dx, gw, gb) = conv2d_grads(conv_shape(op, rows), xin, &wt, &dy);
+                let (dx, gw, gb) = conv2d_grads(op.conv_shape(rows), xin, &wt, &dy);
                 grads[wo..wo + gw.len()].copy_from_slice(&gw);
                 grads[bo..bo + gb.len()].copy_from_slice(&gb);
                 dx
             }
             OpKind::Pool { .. } => {
-                maxpool_backward(pool_shape(op, rows), xin, &argmaxes[l], &dy, false)
+                maxpool_backward(op.pool_shape(rows), xin, &argmaxes[l], &dy, false)
             }
         };
         dy = dx;
     }
     (value, grads)
-}
-
-fn conv_shape(op: &Op, n: usize) -> ConvShape {
-    let OpKind::Conv {
-        kernel,
-        stride,
-        padding,
-    } = op.kind
-    else {
-        unreachable!("conv_shape of a non-conv op");
-    };
-    ConvShape {
-        n,
-        ic: op.in_shape[0],
-        h: op.in_shape[1],
-        w: op.in_shape[2],
-        oc: op.out_shape[0],
-        kh: kernel,
-        kw: kernel,
-        stride,
-        pad: padding,
-    }
-}
-
-fn pool_shape(op: &Op, n: usize) -> PoolShape {
-    let OpKind::Pool { kernel, stride } = op.kind else {
-        unreachable!("pool_shape of a non-pool op");
-    };
-    PoolShape {
-        n,
-        c: op.in_shape[0],
-        h: op.in_shape[1],
-        w: op.in_shape[2],
-        k: kernel,
-        stride,
-    }
 }
 
 /// `y [n, oc, oh, ow]` of a convolution of `x [n, ic, h, w]` with `weight [oc, ic, kh, kw]`,

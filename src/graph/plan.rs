@@ -16,8 +16,8 @@
 
 use super::Network;
 use crate::error::Result;
-use crate::kernels::conv::{self, ConvShape, Pass};
-use crate::kernels::pool::{self, PoolShape};
+use crate::kernels::conv::{self, Pass};
+use crate::kernels::pool;
 use crate::kernels::{bias, loss, matmul, Dispatch};
 use crate::model::{Loss, Op, OpKind};
 
@@ -46,42 +46,6 @@ impl Plan {
     /// Dispatches in one training step's forward, loss and backward (the update adds one).
     pub fn dispatches(&self) -> usize {
         self.forward.len() + 1 + self.backward.len()
-    }
-}
-
-fn conv_shape(op: &Op, batch: usize) -> ConvShape {
-    let OpKind::Conv {
-        kernel,
-        stride,
-        padding,
-    } = op.kind
-    else {
-        unreachable!("internal error: conv_shape of a non-conv op");
-    };
-    ConvShape {
-        n: batch,
-        ic: op.in_shape[0],
-        h: op.in_shape[1],
-        w: op.in_shape[2],
-        oc: op.out_shape[0],
-        kh: kernel,
-        kw: kernel,
-        stride,
-        pad: padding,
-    }
-}
-
-fn pool_shape(op: &Op, batch: usize) -> PoolShape {
-    let OpKind::Pool { kernel, stride } = op.kind else {
-        unreachable!("internal error: pool_shape of a non-pool op");
-    };
-    PoolShape {
-        n: batch,
-        c: op.in_shape[0],
-        h: op.in_shape[1],
-        w: op.in_shape[2],
-        k: kernel,
-        stride,
     }
 }
 
@@ -232,7 +196,7 @@ impl Network {
                 conv::dispatch(
                     ctx,
                     Pass::Forward,
-                    conv_shape(op, batch),
+                    op.conv_shape(batch),
                     flags,
                     conv::Buffers {
                         x: (x, 0),
@@ -251,7 +215,7 @@ impl Network {
                 pool::dispatch(
                     ctx,
                     true,
-                    pool_shape(op, batch),
+                    op.pool_shape(batch),
                     0,
                     pool::Buffers {
                         x: (x, 0),
@@ -337,7 +301,7 @@ impl Network {
                 }
             }
             OpKind::Conv { .. } => {
-                let shape = conv_shape(op, batch);
+                let shape = op.conv_shape(batch);
                 let weight = self.offset(&format!("{}.weight", op.name));
                 let b = self.offset(&format!("{}.bias", op.name));
                 let buffers = |to, at| conv::Buffers {
@@ -366,7 +330,7 @@ impl Network {
                         pool::dispatch(
                             ctx,
                             false,
-                            pool_shape(op, batch),
+                            op.pool_shape(batch),
                             if masked { pool::FLAG_MASK } else { 0 },
                             pool::Buffers {
                                 x: (x, 0),
