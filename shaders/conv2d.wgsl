@@ -22,7 +22,9 @@
 // results are deterministic.
 //
 // Invocation index = gid.y * row_stride + gid.x over a 2-D grid of 256-wide workgroups (the
-// host's grid in src/kernels/conv.rs), each computing one output element.
+// host's grid in src/kernels/conv.rs). forward computes 4 output channels at one position,
+// grad_input 4 input channels at one position (blocks of 4 channels: the host's count in
+// conv.rs must match), grad_weight and grad_bias one element each.
 
 struct Params {
     n: u32,
@@ -64,17 +66,26 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.y * p.row_stride + gid.x;
 }
 
+// Channel index `c` clamped to `count - 1`: loads of a block that overhangs the last channel
+// stay in bounds; their results are never stored.
+fn clamp_ch(c: u32, count: u32) -> u32 {
+    return min(c, count - 1u);
+}
+
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // One invocation: output channels o0 .. o0+3 at one position, so that each input value is
+    // loaded once for four filters.
     let e = index(gid);
-    let total = p.n * p.oc * p.oh * p.ow;
+    let blocks = (p.oc + 3u) / 4u;
+    let total = p.n * blocks * p.oh * p.ow;
     if (e >= total) {
         return;
     }
     let j = e % p.ow;
     let i = (e / p.ow) % p.oh;
-    let o = (e / (p.ow * p.oh)) % p.oc;
-    let b = e / (p.ow * p.oh * p.oc);
+    let o0 = ((e / (p.ow * p.oh)) % blocks) * 4u;
+    let b = e / (p.ow * p.oh * blocks);
     // Taps inside the image: u with 0 <= i * stride + u - pad < h, likewise v; computed once
     // so that the inner loops carry no branch.
     let r0 = i * p.stride;
@@ -83,38 +94,57 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let u_hi = select(0u, min(p.kh, p.h + p.pad - r0), p.h + p.pad > r0);
     let v_lo = select(0u, p.pad - q0, q0 < p.pad);
     let v_hi = select(0u, min(p.kw, p.w + p.pad - q0), p.w + p.pad > q0);
-    var s = 0.0;
+    let taps = p.kh * p.kw;
+    // Weight rows [o, c, :, :] of the four filters, for c = 0; c adds `taps` to each.
+    let f = vec4<u32>(
+        clamp_ch(o0, p.oc),
+        clamp_ch(o0 + 1u, p.oc),
+        clamp_ch(o0 + 2u, p.oc),
+        clamp_ch(o0 + 3u, p.oc),
+    ) * (p.ic * taps) + vec4<u32>(p.w_off);
+    var s = vec4<f32>(0.0);
     for (var c = 0u; c < p.ic; c++) {
         let xc = p.x_off + (b * p.ic + c) * p.h * p.w;
-        let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
+        let wc = f + vec4<u32>(c * taps);
         for (var u = u_lo; u < u_hi; u++) {
             let xr = xc + (r0 + u - p.pad) * p.w + q0 - p.pad;
-            let wr = wc + u * p.kw;
+            let wr = wc + vec4<u32>(u * p.kw);
             for (var v = v_lo; v < v_hi; v++) {
-                s = fma(x[xr + v], wt[wr + v], s);
+                let wv = vec4<f32>(wt[wr.x + v], wt[wr.y + v], wt[wr.z + v], wt[wr.w + v]);
+                s = fma(vec4<f32>(x[xr + v]), wv, s);
             }
         }
     }
-    if ((p.flags & FLAG_BIAS) != 0u) {
-        s += wt[p.b_off + o];
+    for (var t = 0u; t < 4u; t++) {
+        let o = o0 + t;
+        if (o >= p.oc) {
+            break;
+        }
+        var y = s[t];
+        if ((p.flags & FLAG_BIAS) != 0u) {
+            y += wt[p.b_off + o];
+        }
+        if ((p.flags & FLAG_RELU) != 0u) {
+            y = max(y, 0.0);
+        }
+        out[p.out_off + ((b * p.oc + o) * p.oh + i) * p.ow + j] = y;
     }
-    if ((p.flags & FLAG_RELU) != 0u) {
-        s = max(s, 0.0);
-    }
-    out[p.out_off + e] = s;
 }
 
 @compute @workgroup_size(256)
 fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // One invocation: input channels c0 .. c0+3 at one position, so that each upstream
+    // gradient value is loaded once for four channels.
     let e = index(gid);
-    let total = p.n * p.ic * p.h * p.w;
+    let blocks = (p.ic + 3u) / 4u;
+    let total = p.n * blocks * p.h * p.w;
     if (e >= total) {
         return;
     }
     let q = e % p.w;
     let r = (e / p.w) % p.h;
-    let c = (e / (p.w * p.h)) % p.ic;
-    let b = e / (p.w * p.h * p.ic);
+    let c0 = ((e / (p.w * p.h)) % blocks) * 4u;
+    let b = e / (p.w * p.h * blocks);
     // Taps u with i = (r + pad - u) / stride a whole output row in [0, oh): u runs from the
     // smallest such value in steps of stride; likewise v. Computed once, so the inner loops
     // carry no branch.
@@ -133,22 +163,39 @@ fn grad_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let u_hi = min(p.kh, rp + 1u);
     let v_hi = min(p.kw, qp + 1u);
-    var s = 0.0;
+    let taps = p.kh * p.kw;
+    // Weight planes [0, c, :, :] of the four channels; filter o adds ic * taps.
+    let f = vec4<u32>(
+        clamp_ch(c0, p.ic),
+        clamp_ch(c0 + 1u, p.ic),
+        clamp_ch(c0 + 2u, p.ic),
+        clamp_ch(c0 + 3u, p.ic),
+    ) * taps + vec4<u32>(p.w_off);
+    var s = vec4<f32>(0.0);
     for (var o = 0u; o < p.oc; o++) {
         let gyo = (b * p.oc + o) * p.oh * p.ow;
-        let wc = p.w_off + (o * p.ic + c) * p.kh * p.kw;
+        let wc = f + vec4<u32>(o * p.ic * taps);
         for (var u = u_lo; u < u_hi; u += p.stride) {
             let gr = gyo + ((rp - u) / p.stride) * p.ow;
-            let wr = wc + u * p.kw;
+            let wr = wc + vec4<u32>(u * p.kw);
             for (var v = v_lo; v < v_hi; v += p.stride) {
-                s = fma(gy[gr + (qp - v) / p.stride], wt[wr + v], s);
+                let wv = vec4<f32>(wt[wr.x + v], wt[wr.y + v], wt[wr.z + v], wt[wr.w + v]);
+                s = fma(vec4<f32>(gy[gr + (qp - v) / p.stride]), wv, s);
             }
         }
     }
-    if ((p.flags & FLAG_MASK) != 0u && !(x[p.x_off + e] > 0.0)) {
-        s = 0.0;
+    for (var t = 0u; t < 4u; t++) {
+        let c = c0 + t;
+        if (c >= p.ic) {
+            break;
+        }
+        let at = ((b * p.ic + c) * p.h + r) * p.w + q;
+        var g = s[t];
+        if ((p.flags & FLAG_MASK) != 0u && !(x[p.x_off + at] > 0.0)) {
+            g = 0.0;
+        }
+        out[p.out_off + at] = g;
     }
-    out[p.out_off + e] = s;
 }
 
 @compute @workgroup_size(256)

@@ -122,9 +122,10 @@ pub async fn dispatch(
     b: Buffers<'_>,
 ) -> Result<Dispatch> {
     let (oh, ow) = shape.output()?;
+    // Invocations: forward and grad_input take blocks of 4 channels (conv2d.wgsl).
     let outputs = match pass {
-        Pass::Forward => shape.n * shape.oc * oh * ow,
-        Pass::GradInput => shape.n * shape.ic * shape.h * shape.w,
+        Pass::Forward => shape.n * shape.oc.div_ceil(4) * oh * ow,
+        Pass::GradInput => shape.n * shape.ic.div_ceil(4) * shape.h * shape.w,
         Pass::GradWeight => shape.oc * shape.ic * shape.kh * shape.kw,
         Pass::GradBias => shape.oc,
     };
