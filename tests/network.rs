@@ -241,3 +241,32 @@ fn autoencoder_reconstruction_loss_falls() {
         before.loss
     );
 }
+
+/// A model or batch too large for the adapter is refused before anything runs, with the
+/// tensor, its size and the limit named.
+#[test]
+fn tensors_over_the_adapter_limit_are_refused() {
+    let Some(ctx) = context() else { return };
+    let limit = ctx.max_binding_bytes();
+    // fc1.weight alone needs more than one binding can hold.
+    let width = (limit / 4 / 784 + 1) as usize;
+    let err = pollster::block_on(Network::new(&ctx, &ModelSpec::mlp(784, &[width], 10), 0))
+        .err()
+        .expect("a model over the limit must be refused")
+        .to_string();
+    assert!(
+        err.contains("parameters") && err.contains(&limit.to_string()),
+        "{err}"
+    );
+    // A batch whose activations exceed the limit: refused when its plan is built.
+    let mut net =
+        pollster::block_on(Network::new(&ctx, &ModelSpec::mlp(784, &[64], 10), 0)).unwrap();
+    let rows = (limit / 4 / 784 + 1) as usize;
+    let err = pollster::block_on(net.ensure_plan(rows))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input batch") && err.contains(&limit.to_string()),
+        "{err}"
+    );
+}
