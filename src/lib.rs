@@ -45,6 +45,7 @@ pub mod graph;
 pub mod kernels;
 pub mod model;
 pub mod optim;
+pub mod profile;
 pub mod reference;
 pub mod train;
 

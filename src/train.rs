@@ -107,6 +107,33 @@ impl Trainer {
         Ok(self.net.plan(batch).dispatches() + 1)
     }
 
+    /// The dispatches of one training step of `rows` rows, in order (forward, loss, backward,
+    /// update), for profiling. The plan for `rows` must exist ([`Network::ensure_plan`]).
+    pub fn step_dispatches(&self, rows: usize) -> Vec<&Dispatch> {
+        let plan = self.net.plan(rows);
+        plan.forward
+            .iter()
+            .chain([&plan.loss_train])
+            .chain(plan.backward.iter())
+            .chain([&self.update])
+            .collect()
+    }
+
+    /// Uploads a batch and this step's optimizer scalars without running anything: what
+    /// [`Trainer::step`] does before it records the step. For profiling, which records the same
+    /// dispatches itself.
+    pub async fn prepare_step(&mut self, x: &[f32], labels: &[u32]) -> Result<()> {
+        let rows = labels.len();
+        self.net.ensure_plan(rows).await?;
+        self.net.upload(rows, x, labels)?;
+        let lr = self.lr_at(self.step);
+        let params =
+            self.config
+                .step_params(self.step + 1, lr, self.net.layout().len, self.row_stride);
+        self.net.ctx.write(&self.uniform, 0, &[params]);
+        Ok(())
+    }
+
     /// One training step on `x` (`[rows, input]`) and `labels` (`[rows]`).
     ///
     /// Returns the batch loss of this step's forward pass (before the update) when `want_loss`,

@@ -97,7 +97,9 @@ fn check_matmul_variant(
         },
     ))
     .unwrap();
-    run(ctx, &d);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    kernels::record_all(&mut encoder, &d);
+    ctx.queue.submit([encoder.finish()]);
     let got = read(ctx, &bufs[4], c0.len());
     let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
     let what = format!("matmul {variant:?} {m}x{n}x{k} a_t={a_t} b_t={b_t} {e:?}");
@@ -158,6 +160,50 @@ fn matmul_epilogues_match_reference() {
     for e in epilogues {
         check_matmul(&ctx, (37, 70, 45), false, true, e);
         check_matmul(&ctx, (37, 70, 45), true, false, e);
+    }
+}
+
+/// The 8x8-block variants (packed storage buffers or textures, with and without subgroups) in
+/// every layout, with edges that cut blocks and workgroup tiles, and each epilogue.
+#[test]
+fn block8_matmuls_match_reference() {
+    let Some(ctx) = context() else { return };
+    let e = Epilogue {
+        bias: Some(11),
+        relu: true,
+        mask: None,
+    };
+    let masked = Epilogue {
+        bias: None,
+        relu: false,
+        mask: Some((13, 150)),
+    };
+    for v in [
+        Variant::Block8,
+        Variant::Block8Sg,
+        Variant::Tex8,
+        Variant::Tex8Sg,
+    ] {
+        let probe = Shape { m: 8, n: 8, k: 4 };
+        let row = Operand::row_major(0, 4);
+        if let Some(why) = v.unsupported(&ctx, probe, row, row) {
+            // Under CI the adapter is llvmpipe, which has every feature these need.
+            assert!(
+                std::env::var("CI").is_err(),
+                "{v:?} unsupported under CI: {why}"
+            );
+            eprintln!("skipping {v:?}: {why}");
+            continue;
+        }
+        for dims in [(37, 70, 45), (1, 1, 1), (130, 150, 67), (64, 10, 128)] {
+            for a_t in [false, true] {
+                for b_t in [false, true] {
+                    check_matmul_variant(&ctx, v, dims, a_t, b_t, Epilogue::default(), (3, 5, 7));
+                }
+            }
+        }
+        check_matmul_variant(&ctx, v, (130, 150, 67), false, true, e, (3, 5, 7));
+        check_matmul_variant(&ctx, v, (130, 150, 67), true, false, masked, (3, 5, 7));
     }
 }
 

@@ -3,6 +3,8 @@
 //! Exit status: 0 on success, 2 for invalid arguments or settings (clap's usage errors too),
 //! 1 for everything else (data, checkpoints, GPU).
 
+pub mod bench;
+pub mod device;
 pub mod info;
 pub mod layers;
 pub mod logging;
@@ -28,6 +30,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// List every adapter wgpu finds, with the limits that matter for training.
     Info(info::InfoArgs),
+    /// Measure kernels and training steps on this adapter.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command; async work is blocked on here, at the binary's edge.
@@ -35,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => pollster::block_on(train::run(*args)),
         Command::Info(args) => pollster::block_on(info::run(args)),
+        Command::Bench(args) => pollster::block_on(bench::run(args)),
     }
 }
 

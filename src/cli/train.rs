@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use wgrad::data::{fetch, mnist};
-use wgrad::gpu::{Context, ContextOptions};
 use wgrad::graph::Network;
 use wgrad::model::ModelSpec;
 use wgrad::optim::{self, Kind, Schedule};
@@ -281,10 +280,7 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
         None => data.train,
     };
 
-    let ctx = Context::new(&ContextOptions {
-        adapter: a.adapter.clone(),
-    })
-    .await?;
+    let ctx = super::device::open(a.adapter.clone()).await?;
 
     let mut net = Network::new(&ctx, &spec, a.seed).await?;
     if let (Some((tensors, _)), Some(path)) = (&init, &a.init) {
@@ -337,6 +333,7 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
         &mut reporter,
     )
     .await?;
+    super::device::save_cache(&ctx);
     reporter.finish(&summary, started.elapsed().as_secs_f64())?;
 
     if let Some(path) = &a.save {

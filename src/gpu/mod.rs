@@ -14,6 +14,7 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
+use crate::kernels::tune::{Tuning, TuningOptions};
 
 /// How to choose the adapter.
 #[derive(Clone, Debug, Default)]
@@ -21,6 +22,8 @@ pub struct ContextOptions {
     /// Case-insensitive substring of the adapter name to pick. `None` falls back to the
     /// `WGRAD_ADAPTER` environment variable, then to the best adapter found.
     pub adapter: Option<String>,
+    /// Clock, forced variant and cached choices for picking kernel variants.
+    pub tuning: TuningOptions,
 }
 
 /// An open device with its queue, the adapter it runs on, and the limits it was opened with.
@@ -34,6 +37,7 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     pipelines: Arc<crate::kernels::PipelineCache>,
+    tuning: Arc<Tuning>,
 }
 
 impl Context {
@@ -85,7 +89,21 @@ impl Context {
             limits,
             features,
             pipelines: Arc::new(crate::kernels::PipelineCache::default()),
+            tuning: Arc::new(Tuning::new(options.tuning.clone())),
         })
+    }
+
+    /// How this device picks kernel variants, and the choices made so far.
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    /// The adapter, driver and backend, as kernel choices are keyed in the tuning cache.
+    pub fn tuning_key(&self) -> String {
+        format!(
+            "{} | {} {} | {:?}",
+            self.info.name, self.info.driver, self.info.driver_info, self.info.backend
+        )
     }
 
     /// The compiled-pipeline cache of this device.

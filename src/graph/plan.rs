@@ -79,7 +79,7 @@ impl Network {
         let mut forward = Vec::new();
         for (l, op) in ops.iter().enumerate() {
             let x = if l == 0 { &input } else { &acts[l - 1] };
-            forward.push(
+            forward.extend(
                 self.forward_op(op, batch, x, &acts[l], &grad_acts[l], &argmax[l])
                     .await?,
             );
@@ -158,7 +158,7 @@ impl Network {
         y: &wgpu::Buffer,
         spare: &wgpu::Buffer,
         argmax: &Option<wgpu::Buffer>,
-    ) -> Result<Dispatch> {
+    ) -> Result<Vec<Dispatch>> {
         let ctx = &self.ctx;
         let params = &self.params;
         // Pools have no parameters: look offsets up only for the ops that have them.
@@ -193,7 +193,7 @@ impl Network {
             }
             OpKind::Conv { .. } => {
                 let flags = conv::FLAG_BIAS | if op.relu { conv::FLAG_RELU } else { 0 };
-                conv::dispatch(
+                let d = conv::dispatch(
                     ctx,
                     Pass::Forward,
                     op.conv_shape(batch),
@@ -205,14 +205,15 @@ impl Network {
                         out: (y, 0),
                     },
                 )
-                .await
+                .await?;
+                Ok(vec![d])
             }
             OpKind::Pool { .. } => {
                 let argmax = argmax
                     .as_ref()
                     .expect("internal error: a pool has an argmax");
                 // The backward's grad_x binding is unused here; any other buffer will do.
-                pool::dispatch(
+                let d = pool::dispatch(
                     ctx,
                     true,
                     op.pool_shape(batch),
@@ -224,7 +225,8 @@ impl Network {
                         grad_x: spare,
                     },
                 )
-                .await
+                .await?;
+                Ok(vec![d])
             }
         }
     }
@@ -246,7 +248,7 @@ impl Network {
             OpKind::Linear => {
                 let weight = self.offset(&format!("{}.weight", op.name));
                 // dW = dY^T X: [out, batch] x [batch, in].
-                out.push(
+                out.extend(
                     matmul::dispatch(
                         ctx,
                         matmul::Shape {
@@ -272,7 +274,7 @@ impl Network {
                 out.push(bias::dispatch(ctx, batch, op.output, (dy, 0), (grads, b)).await?);
                 if let Some((dx, masked)) = below {
                     // dX = (dY W) * relu'(X): [batch, out] x [out, in].
-                    out.push(
+                    out.extend(
                         matmul::dispatch(
                             ctx,
                             matmul::Shape {

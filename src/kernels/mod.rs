@@ -15,6 +15,7 @@ pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,10 @@ pub enum Binding {
     Uniform,
     Read,
     ReadWrite,
+    /// `texture_2d<f32>` read with `textureLoad` (rgba32float, so not filterable).
+    Texture,
+    /// `texture_storage_2d<rgba32float, write>`.
+    StorageTexture,
 }
 
 /// A compiled compute pipeline and its bind-group layout.
@@ -73,6 +78,29 @@ impl PipelineCache {
     }
 }
 
+fn binding_type(b: Binding) -> wgpu::BindingType {
+    let buffer = |ty| wgpu::BindingType::Buffer {
+        ty,
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    match b {
+        Binding::Uniform => buffer(wgpu::BufferBindingType::Uniform),
+        Binding::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }),
+        Binding::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }),
+        Binding::Texture => wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
+        Binding::StorageTexture => wgpu::BindingType::StorageTexture {
+            access: wgpu::StorageTextureAccess::WriteOnly,
+            format: wgpu::TextureFormat::Rgba32Float,
+            view_dimension: wgpu::TextureViewDimension::D2,
+        },
+    }
+}
+
 async fn compile(ctx: &Context, source: &KernelSource) -> Result<Kernel> {
     let device = &ctx.device;
     ctx.checked(&format!("compiling kernel {}", source.name), || {
@@ -83,15 +111,7 @@ async fn compile(ctx: &Context, source: &KernelSource) -> Result<Kernel> {
             .map(|(i, b)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match b {
-                        Binding::Uniform => wgpu::BufferBindingType::Uniform,
-                        Binding::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Binding::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
+                ty: binding_type(*b),
                 count: None,
             })
             .collect();
@@ -104,10 +124,11 @@ async fn compile(ctx: &Context, source: &KernelSource) -> Result<Kernel> {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let desc = wgpu::ShaderModuleDescriptor {
             label: Some(source.name),
             source: wgpu::ShaderSource::Wgsl(source.wgsl.into()),
-        });
+        };
+        let module = device.create_shader_module(desc);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(source.name),
             layout: Some(&pipeline_layout),
@@ -148,7 +169,25 @@ impl Dispatch {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Self {
-        let all: Vec<&wgpu::Buffer> = params.iter().chain(buffers.iter().copied()).collect();
+        let resources: Vec<wgpu::BindingResource> =
+            buffers.iter().map(|b| b.as_entire_binding()).collect();
+        Self::bind(ctx, kernel, params, resources, groups)
+    }
+
+    /// As [`Dispatch::new`] with any resources (texture views too), in binding order after the
+    /// uniform.
+    pub fn bind(
+        ctx: &Context,
+        kernel: Arc<Kernel>,
+        params: Option<wgpu::Buffer>,
+        resources: Vec<wgpu::BindingResource<'_>>,
+        groups: [u32; 3],
+    ) -> Self {
+        let all: Vec<wgpu::BindingResource> = params
+            .iter()
+            .map(|b| b.as_entire_binding())
+            .chain(resources)
+            .collect();
         assert_eq!(
             all.len(),
             kernel.bindings.len(),
@@ -158,11 +197,11 @@ impl Dispatch {
             all.len()
         );
         let entries: Vec<wgpu::BindGroupEntry> = all
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
+            .map(|(i, resource)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource,
             })
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -1,0 +1,157 @@
+// Matrix product with an 8x8 register block per invocation, on packed vec4 operands:
+//
+//   C[i, j] = epilogue( sum_k A[i, k] * B[k, j] ),   i < m, j < n, k < kdim
+//
+// The operands were packed by matmul_pack.wgsl into zero-padded vec4 grids, read through
+// `load_a` / `load_b` from the operand file compiled in front of this one (textures or storage
+// buffers, matmul_operands_*.wgsl):
+//   A texel (x, y) = A[y, 4x .. 4x+3]   a_cs texels wide, a_rs texels (rows) high
+//   B texel (x, y) = B[y, 4x .. 4x+3]   b_rs texels wide, at least kdim rows
+// (for these kernels the Params fields a_cs, a_rs, b_rs hold the packed sizes, not strides).
+// matmul_common.wgsl, compiled first, has the parameter block, C and the epilogue.
+//
+// Invocation `li` of workgroup (x, y) computes the 8x8 block at rows 8 (8y + li / 8) .., columns
+// 8 (8x + li % 8) ..: a 64-invocation workgroup covers a 64x64 tile of C (TILE in
+// src/kernels/matmul/mod.rs). Per step of four k it loads 8 A texels and 8 B texels and does 64
+// vec4 FMAs, so it does 4 FMAs per loaded component where the 4x4 kernels do 2; the matmul_sg
+// entry point (matmul_block8_sg.wgsl) also shares the A texels across lanes. The k loop runs in
+// ascending order, so sums are deterministic. Rows and columns past the edge are clamped on
+// load and dropped on store. 1-D workgroup because subgroup builtins require one; no workgroup
+// memory, which made every variant slower on llvmpipe (shared/notes measurements).
+
+// Every invocation loads its own eight A texels per step. The block is written out as 16 named
+// accumulators, not arrays or structs behind pointers, so that the shader compiler keeps it in
+// registers (the struct form ran 4x slower on llvmpipe).
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row0 = (wid.y * 8u + li / 8u) * 8u;
+    let col0 = (wid.x * 8u + li % 8u) * 8u;
+    // Whole invocations past the edge still run (the sg entry needs every lane); they clamp.
+    let last = p.a_rs - 1u;
+    let y0 = min(row0, last);
+    let y1 = min(row0 + 1u, last);
+    let y2 = min(row0 + 2u, last);
+    let y3 = min(row0 + 3u, last);
+    let y4 = min(row0 + 4u, last);
+    let y5 = min(row0 + 5u, last);
+    let y6 = min(row0 + 6u, last);
+    let y7 = min(row0 + 7u, last);
+    let bx = min(col0 / 4u, p.b_rs - 2u);
+    let bx1 = bx + 1u;
+    var c0a = vec4<f32>(0.0);
+    var c0b = vec4<f32>(0.0);
+    var c1a = vec4<f32>(0.0);
+    var c1b = vec4<f32>(0.0);
+    var c2a = vec4<f32>(0.0);
+    var c2b = vec4<f32>(0.0);
+    var c3a = vec4<f32>(0.0);
+    var c3b = vec4<f32>(0.0);
+    var c4a = vec4<f32>(0.0);
+    var c4b = vec4<f32>(0.0);
+    var c5a = vec4<f32>(0.0);
+    var c5b = vec4<f32>(0.0);
+    var c6a = vec4<f32>(0.0);
+    var c6b = vec4<f32>(0.0);
+    var c7a = vec4<f32>(0.0);
+    var c7b = vec4<f32>(0.0);
+    for (var q = 0u; q < p.a_cs; q++) {
+        let k = 4u * q;
+        let a0 = load_a(q, y0);
+        let a1 = load_a(q, y1);
+        let a2 = load_a(q, y2);
+        let a3 = load_a(q, y3);
+        let a4 = load_a(q, y4);
+        let a5 = load_a(q, y5);
+        let a6 = load_a(q, y6);
+        let a7 = load_a(q, y7);
+        let b0a = load_b(bx, k + 0u);
+        let b0b = load_b(bx1, k + 0u);
+        c0a = fma(vec4<f32>(a0.x), b0a, c0a);
+        c0b = fma(vec4<f32>(a0.x), b0b, c0b);
+        c1a = fma(vec4<f32>(a1.x), b0a, c1a);
+        c1b = fma(vec4<f32>(a1.x), b0b, c1b);
+        c2a = fma(vec4<f32>(a2.x), b0a, c2a);
+        c2b = fma(vec4<f32>(a2.x), b0b, c2b);
+        c3a = fma(vec4<f32>(a3.x), b0a, c3a);
+        c3b = fma(vec4<f32>(a3.x), b0b, c3b);
+        c4a = fma(vec4<f32>(a4.x), b0a, c4a);
+        c4b = fma(vec4<f32>(a4.x), b0b, c4b);
+        c5a = fma(vec4<f32>(a5.x), b0a, c5a);
+        c5b = fma(vec4<f32>(a5.x), b0b, c5b);
+        c6a = fma(vec4<f32>(a6.x), b0a, c6a);
+        c6b = fma(vec4<f32>(a6.x), b0b, c6b);
+        c7a = fma(vec4<f32>(a7.x), b0a, c7a);
+        c7b = fma(vec4<f32>(a7.x), b0b, c7b);
+        let b1a = load_b(bx, k + 1u);
+        let b1b = load_b(bx1, k + 1u);
+        c0a = fma(vec4<f32>(a0.y), b1a, c0a);
+        c0b = fma(vec4<f32>(a0.y), b1b, c0b);
+        c1a = fma(vec4<f32>(a1.y), b1a, c1a);
+        c1b = fma(vec4<f32>(a1.y), b1b, c1b);
+        c2a = fma(vec4<f32>(a2.y), b1a, c2a);
+        c2b = fma(vec4<f32>(a2.y), b1b, c2b);
+        c3a = fma(vec4<f32>(a3.y), b1a, c3a);
+        c3b = fma(vec4<f32>(a3.y), b1b, c3b);
+        c4a = fma(vec4<f32>(a4.y), b1a, c4a);
+        c4b = fma(vec4<f32>(a4.y), b1b, c4b);
+        c5a = fma(vec4<f32>(a5.y), b1a, c5a);
+        c5b = fma(vec4<f32>(a5.y), b1b, c5b);
+        c6a = fma(vec4<f32>(a6.y), b1a, c6a);
+        c6b = fma(vec4<f32>(a6.y), b1b, c6b);
+        c7a = fma(vec4<f32>(a7.y), b1a, c7a);
+        c7b = fma(vec4<f32>(a7.y), b1b, c7b);
+        let b2a = load_b(bx, k + 2u);
+        let b2b = load_b(bx1, k + 2u);
+        c0a = fma(vec4<f32>(a0.z), b2a, c0a);
+        c0b = fma(vec4<f32>(a0.z), b2b, c0b);
+        c1a = fma(vec4<f32>(a1.z), b2a, c1a);
+        c1b = fma(vec4<f32>(a1.z), b2b, c1b);
+        c2a = fma(vec4<f32>(a2.z), b2a, c2a);
+        c2b = fma(vec4<f32>(a2.z), b2b, c2b);
+        c3a = fma(vec4<f32>(a3.z), b2a, c3a);
+        c3b = fma(vec4<f32>(a3.z), b2b, c3b);
+        c4a = fma(vec4<f32>(a4.z), b2a, c4a);
+        c4b = fma(vec4<f32>(a4.z), b2b, c4b);
+        c5a = fma(vec4<f32>(a5.z), b2a, c5a);
+        c5b = fma(vec4<f32>(a5.z), b2b, c5b);
+        c6a = fma(vec4<f32>(a6.z), b2a, c6a);
+        c6b = fma(vec4<f32>(a6.z), b2b, c6b);
+        c7a = fma(vec4<f32>(a7.z), b2a, c7a);
+        c7b = fma(vec4<f32>(a7.z), b2b, c7b);
+        let b3a = load_b(bx, k + 3u);
+        let b3b = load_b(bx1, k + 3u);
+        c0a = fma(vec4<f32>(a0.w), b3a, c0a);
+        c0b = fma(vec4<f32>(a0.w), b3b, c0b);
+        c1a = fma(vec4<f32>(a1.w), b3a, c1a);
+        c1b = fma(vec4<f32>(a1.w), b3b, c1b);
+        c2a = fma(vec4<f32>(a2.w), b3a, c2a);
+        c2b = fma(vec4<f32>(a2.w), b3b, c2b);
+        c3a = fma(vec4<f32>(a3.w), b3a, c3a);
+        c3b = fma(vec4<f32>(a3.w), b3b, c3b);
+        c4a = fma(vec4<f32>(a4.w), b3a, c4a);
+        c4b = fma(vec4<f32>(a4.w), b3b, c4b);
+        c5a = fma(vec4<f32>(a5.w), b3a, c5a);
+        c5b = fma(vec4<f32>(a5.w), b3b, c5b);
+        c6a = fma(vec4<f32>(a6.w), b3a, c6a);
+        c6b = fma(vec4<f32>(a6.w), b3b, c6b);
+        c7a = fma(vec4<f32>(a7.w), b3a, c7a);
+        c7b = fma(vec4<f32>(a7.w), b3b, c7b);
+    }
+    store_row(row0 + 0u, col0, c0a);
+    store_row(row0 + 0u, col0 + 4u, c0b);
+    store_row(row0 + 1u, col0, c1a);
+    store_row(row0 + 1u, col0 + 4u, c1b);
+    store_row(row0 + 2u, col0, c2a);
+    store_row(row0 + 2u, col0 + 4u, c2b);
+    store_row(row0 + 3u, col0, c3a);
+    store_row(row0 + 3u, col0 + 4u, c3b);
+    store_row(row0 + 4u, col0, c4a);
+    store_row(row0 + 4u, col0 + 4u, c4b);
+    store_row(row0 + 5u, col0, c5a);
+    store_row(row0 + 5u, col0 + 4u, c5b);
+    store_row(row0 + 6u, col0, c6a);
+    store_row(row0 + 6u, col0 + 4u, c6b);
+    store_row(row0 + 7u, col0, c7a);
+    store_row(row0 + 7u, col0 + 4u, c7b);
+}

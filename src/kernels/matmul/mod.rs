@@ -1,0 +1,814 @@
+//! Matrix products `C = epilogue(A B)` in several kernel variants, and the choice between them.
+//!
+//! [`Operand`] describes where a matrix sits in a buffer (element offset and strides), so a
+//! transposed operand is just swapped strides. [`Epilogue`] selects the fused bias, ReLU and ReLU
+//! mask. The variants ([`Variant`]):
+//!   strided    matmul.wgsl: 4x4 blocks, scalar loads through any strides; works everywhere
+//!   vec4       matmul_vec4.wgsl: 4x4 blocks, vec4 loads along contiguous aligned rows
+//!   block8     matmul_block8.wgsl: 8x8 blocks on operands packed into vec4 storage buffers
+//!   block8-sg  the same, A shared across lanes with subgroupShuffle (needs SUBGROUP)
+//!   tex8       8x8 blocks on operands packed into rgba32float textures, read by textureLoad
+//!   tex8-sg    tex8 with the subgroup sharing of block8-sg
+//! The block8 and tex8 variants first pack A and B (matmul_pack.wgsl: one small dispatch each),
+//! which also makes them layout-blind. [`dispatch`] picks one per shape through the device's
+//! tuning ([`choose`]); [`dispatch_variant`] forces one, for tests and benches. All of them sum
+//! in ascending k, so each is deterministic, but they round differently; tests compare every
+//! variant with the CPU reference [`crate::reference::matmul`].
+
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+
+use super::tune::{self, Choice};
+use super::{div_ceil, Binding, Dispatch, Kernel, KernelSource};
+use crate::error::{Error, Result};
+use crate::gpu::Context;
+
+mod pack;
+
+/// Rows of C per workgroup: workgroup height 8 x block rows TM 4 in both matmul shaders (change
+/// them together).
+pub const TILE_M: usize = 32;
+/// Columns of C per workgroup: workgroup width 16 x block columns TN 4 in both matmul shaders.
+pub const TILE_N: usize = 64;
+
+const SOURCE: KernelSource = KernelSource {
+    name: "matmul",
+    wgsl: concat!(
+        include_str!("../../../shaders/matmul_common.wgsl"),
+        include_str!("../../../shaders/matmul.wgsl")
+    ),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,      // a
+        Binding::Read,      // b
+        Binding::Read,      // bias
+        Binding::Read,      // mask
+        Binding::ReadWrite, // c
+    ],
+};
+
+const VEC4_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read,      // a, as vec4
+    Binding::Read,      // b, as vec4
+    Binding::Read,      // bias
+    Binding::Read,      // mask
+    Binding::ReadWrite, // c
+    Binding::Read,      // a, as f32 (the nn entry point)
+];
+
+fn vec4_source(entry: &'static str) -> KernelSource {
+    KernelSource {
+        name: match entry {
+            "nt" => "matmul_vec4.nt",
+            "tn" => "matmul_vec4.tn",
+            _ => "matmul_vec4.nn",
+        },
+        wgsl: concat!(
+            include_str!("../../../shaders/matmul_common.wgsl"),
+            include_str!("../../../shaders/matmul_vec4.wgsl")
+        ),
+        entry,
+        bindings: VEC4_BINDINGS,
+    }
+}
+
+const BLOCK8_TEX_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Texture, // packed A
+    Binding::Texture, // packed B
+    Binding::Read,    // bias
+    Binding::Read,    // mask
+    Binding::ReadWrite,
+];
+
+const BLOCK8_BUF_BINDINGS: &[Binding] = &[
+    Binding::Uniform,
+    Binding::Read, // packed A
+    Binding::Read, // packed B
+    Binding::Read, // bias
+    Binding::Read, // mask
+    Binding::ReadWrite,
+];
+
+macro_rules! block8_wgsl {
+    ($operands:literal $(, $extra:literal)?) => {
+        concat!(
+            include_str!("../../../shaders/matmul_common.wgsl"),
+            include_str!($operands),
+            include_str!("../../../shaders/matmul_block8.wgsl"),
+            $(include_str!($extra),)?
+        )
+    };
+}
+
+fn block8_source(variant: Variant) -> KernelSource {
+    let (name, wgsl, entry, bindings) = match variant {
+        Variant::Block8 => (
+            "matmul_block8.buf",
+            block8_wgsl!("../../../shaders/matmul_operands_buf.wgsl"),
+            "main",
+            BLOCK8_BUF_BINDINGS,
+        ),
+        Variant::Block8Sg => (
+            "matmul_block8.buf.sg",
+            block8_wgsl!(
+                "../../../shaders/matmul_operands_buf.wgsl",
+                "../../../shaders/matmul_block8_sg.wgsl"
+            ),
+            "sg",
+            BLOCK8_BUF_BINDINGS,
+        ),
+        Variant::Tex8 => (
+            "matmul_block8.tex",
+            block8_wgsl!("../../../shaders/matmul_operands_tex.wgsl"),
+            "main",
+            BLOCK8_TEX_BINDINGS,
+        ),
+        Variant::Tex8Sg => (
+            "matmul_block8.tex.sg",
+            block8_wgsl!(
+                "../../../shaders/matmul_operands_tex.wgsl",
+                "../../../shaders/matmul_block8_sg.wgsl"
+            ),
+            "sg",
+            BLOCK8_TEX_BINDINGS,
+        ),
+        _ => unreachable!("internal error: {variant:?} is not an 8x8 variant"),
+    };
+    KernelSource {
+        name,
+        wgsl,
+        entry,
+        bindings,
+    }
+}
+
+/// Mirrors `Params` in matmul_common.wgsl field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub kdim: u32,
+    pub flags: u32,
+    pub a_off: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub b_off: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    pub c_off: u32,
+    pub c_rs: u32,
+    pub bias_off: u32,
+    pub mask_off: u32,
+    pub mask_rs: u32,
+    pub _pad: u32,
+}
+
+/// A matrix inside a buffer: element `(i, j)` is at `offset + i * row_stride + j * col_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand {
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl Operand {
+    /// A row-major `[rows, cols]` matrix at `offset`.
+    pub fn row_major(offset: usize, cols: usize) -> Self {
+        Operand {
+            offset,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the row-major `[rows, cols]` matrix at `offset`: a `[cols, rows]` view.
+    pub fn transposed(offset: usize, cols: usize) -> Self {
+        Operand {
+            offset,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    /// Index of element `(i, j)`.
+    pub fn at(&self, i: usize, j: usize) -> usize {
+        self.offset + i * self.row_stride + j * self.col_stride
+    }
+}
+
+/// What happens to each sum before it is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Epilogue {
+    /// Element offset of a `[n]` bias added to every row.
+    pub bias: Option<usize>,
+    /// Apply `max(x, 0)`.
+    pub relu: bool,
+    /// `(offset, row_stride)` of a `[m, n]` ReLU output: zero the result where it is not > 0.
+    pub mask: Option<(usize, usize)>,
+}
+
+/// The shape of one product: `C [m, n] = A [m, k] B [k, n]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// The compiled matmul kernel.
+pub async fn kernel(ctx: &Context) -> Result<Arc<Kernel>> {
+    ctx.pipelines().get(ctx, &SOURCE).await
+}
+
+/// Buffers of one product. `bias` and `mask` may be any readable buffer when unused.
+pub struct Buffers<'a> {
+    pub a: &'a wgpu::Buffer,
+    pub b: &'a wgpu::Buffer,
+    pub bias: &'a wgpu::Buffer,
+    pub mask: &'a wgpu::Buffer,
+    pub c: &'a wgpu::Buffer,
+}
+
+/// Which kernel computes a product (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Strided,
+    Vec4,
+    Block8,
+    Block8Sg,
+    Tex8,
+    Tex8Sg,
+}
+
+impl Variant {
+    /// Every variant, the portable ones first.
+    pub const ALL: [Variant; 6] = [
+        Variant::Strided,
+        Variant::Vec4,
+        Variant::Block8,
+        Variant::Block8Sg,
+        Variant::Tex8,
+        Variant::Tex8Sg,
+    ];
+
+    /// The name used by `WGRAD_KERNEL`, `wgrad bench` and the tuning cache.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Strided => "strided",
+            Variant::Vec4 => "vec4",
+            Variant::Block8 => "block8",
+            Variant::Block8Sg => "block8-sg",
+            Variant::Tex8 => "tex8",
+            Variant::Tex8Sg => "tex8-sg",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    fn packed(self) -> bool {
+        !matches!(self, Variant::Strided | Variant::Vec4)
+    }
+
+    fn textures(self) -> bool {
+        matches!(self, Variant::Tex8 | Variant::Tex8Sg)
+    }
+
+    fn subgroups(self) -> bool {
+        matches!(self, Variant::Block8Sg | Variant::Tex8Sg)
+    }
+
+    /// Why this variant cannot compute `shape` with these operands on `ctx`, if it cannot.
+    pub fn unsupported(
+        self,
+        ctx: &Context,
+        shape: Shape,
+        a: Operand,
+        b: Operand,
+    ) -> Option<String> {
+        if self == Variant::Vec4 && vec4_layout(shape, a, b).is_none() {
+            return Some("the operands' rows are not contiguous, 16-byte aligned vec4s".into());
+        }
+        if self.subgroups() {
+            // Groups of eight lanes must fit a subgroup, and subgroups the 64-wide workgroup.
+            let (lo, hi) = (ctx.info.subgroup_min_size, ctx.info.subgroup_max_size);
+            if !ctx.features.contains(wgpu::Features::SUBGROUP) {
+                return Some("the adapter has no subgroup operations".into());
+            }
+            if lo < 8 || hi > 64 {
+                return Some(format!("subgroups of {lo} to {hi} lanes (8 to 64 needed)"));
+            }
+        }
+        if self.packed() {
+            let packed = Packed::of(shape);
+            let max_groups = ctx.limits.max_compute_workgroups_per_dimension;
+            let tallest = packed.a_rows.max(packed.b_rows);
+            if tallest > max_groups {
+                return Some(format!(
+                    "{tallest} packed rows exceed {max_groups} workgroups"
+                ));
+            }
+            if self.textures() {
+                let max = ctx.limits.max_texture_dimension_2d;
+                let largest = [packed.a_rows, packed.a_width, packed.b_rows, packed.b_width];
+                if largest.iter().any(|&d| d > max) {
+                    return Some(format!("a packed operand is over {max} texels on a side"));
+                }
+            } else {
+                let bytes =
+                    16 * (packed.a_rows * packed.a_width).max(packed.b_rows * packed.b_width);
+                if bytes as u64 > ctx.max_binding_bytes() {
+                    return Some(format!("a packed operand needs {bytes} bytes"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Sizes of the packed operands of the 8x8 kernels, in texels (vec4s): A is `a_width` x
+/// `a_rows`, B `b_width` x `b_rows` (see matmul_block8.wgsl). Rows of A are padded to a
+/// multiple of 8, columns of B to a multiple of 8 (2 texels), k to a multiple of 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Packed {
+    a_width: u32,
+    a_rows: u32,
+    b_width: u32,
+    b_rows: u32,
+}
+
+impl Packed {
+    fn of(shape: Shape) -> Packed {
+        let kq = shape.k.div_ceil(4).max(1) as u32;
+        Packed {
+            a_width: kq,
+            a_rows: (shape.m.div_ceil(8) * 8).max(8) as u32,
+            b_width: (shape.n.div_ceil(8) * 2).max(2) as u32,
+            b_rows: 4 * kq,
+        }
+    }
+}
+
+/// Rows and columns of C one workgroup of the 8x8 kernels covers (64 invocations of 8x8).
+pub const BLOCK8_TILE: usize = 64;
+/// Columns of C one workgroup of the subgroup kernels covers (64 invocations of 8x4 blocks, 64
+/// rows); see matmul_block8_sg.wgsl.
+pub const BLOCK8_SG_TILE_N: usize = 32;
+
+/// Builds the replayable dispatches of `C = epilogue(A B)`, C row-major with row stride `c.1`,
+/// with the variant the device's tuning picks for this shape ([`choose`]).
+pub async fn dispatch(
+    ctx: &Context,
+    shape: Shape,
+    a: Operand,
+    b: Operand,
+    c: (usize, usize),
+    epilogue: Epilogue,
+    buffers: Buffers<'_>,
+) -> Result<Vec<Dispatch>> {
+    let variant = choose(ctx, shape, a, b).await?;
+    dispatch_variant(ctx, variant, shape, a, b, c, epilogue, buffers).await
+}
+
+/// The tuning cache key of a product: the shape and the operand layout.
+fn key(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> String {
+    let layout = |o: Operand| match (o.row_stride, o.col_stride) {
+        (_, 1) => "n",
+        (1, _) => "t",
+        _ => "s",
+    };
+    let aligned = vec4_layout(shape, a, b).map_or("-", |(entry, _)| entry);
+    format!(
+        "{} | matmul {}x{}x{} {}{} {aligned}",
+        ctx.tuning_key(),
+        shape.m,
+        shape.n,
+        shape.k,
+        layout(a),
+        layout(b)
+    )
+}
+
+/// The variant for a product on this device: the forced one (`WGRAD_KERNEL`) where it applies,
+/// else the cached choice, else the fastest correct candidate when the tuning has a clock (the
+/// choice is then cached), else the static preference: tex8-sg, block8-sg, tex8, vec4, strided,
+/// the first that applies (the order measured on llvmpipe, where the tuner found the same).
+pub async fn choose(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> Result<Variant> {
+    if let Some(v) = known_choice(ctx, shape, a, b) {
+        return Ok(v);
+    }
+    if ctx.tuning().clock.is_some() {
+        let timings = time_variants(ctx, shape, a, b, 0.02).await?;
+        return Ok(record_choice(ctx, shape, a, b, &timings));
+    }
+    let preference = [
+        Variant::Tex8Sg,
+        Variant::Block8Sg,
+        Variant::Tex8,
+        Variant::Vec4,
+        Variant::Strided,
+    ];
+    Ok(preference
+        .into_iter()
+        .find(|v| v.unsupported(ctx, shape, a, b).is_none())
+        .unwrap_or(Variant::Strided))
+}
+
+/// The forced variant where it applies, else the cached choice: what [`choose`] takes without
+/// timing anything.
+pub fn known_choice(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> Option<Variant> {
+    let tuning = ctx.tuning();
+    let usable = |v: &Variant| v.unsupported(ctx, shape, a, b).is_none();
+    if let Some(v) = tuning.forced.as_deref().and_then(Variant::from_name) {
+        if usable(&v) {
+            return Some(v);
+        }
+        log::debug!(
+            "WGRAD_KERNEL={} does not apply to matmul {shape:?}",
+            v.name()
+        );
+    }
+    tuning
+        .lookup(&key(ctx, shape, a, b))
+        .and_then(|c| Variant::from_name(&c.variant))
+        .filter(usable)
+}
+
+/// Caches the fastest of `timings` as the choice for this product and returns it (strided when
+/// none passed).
+pub fn record_choice(
+    ctx: &Context,
+    shape: Shape,
+    a: Operand,
+    b: Operand,
+    timings: &[Timing],
+) -> Variant {
+    let best = timings
+        .iter()
+        .min_by(|x, y| x.seconds.total_cmp(&y.seconds))
+        .map_or(Variant::Strided, |t| t.variant);
+    let key = key(ctx, shape, a, b);
+    let choice = Choice {
+        variant: best.name().into(),
+        micros: timings
+            .iter()
+            .map(|t| (t.variant.name().to_string(), t.seconds * 1e6))
+            .collect(),
+    };
+    log::debug!("tuned {key}: {} {:?}", choice.variant, choice.micros);
+    ctx.tuning().record(key, choice);
+    best
+}
+
+/// One candidate's measurements.
+pub struct Timing {
+    pub variant: Variant,
+    /// Median seconds per run (all of the variant's dispatches, packing included).
+    pub seconds: f64,
+    /// Largest |C - C_strided|.
+    pub max_error: f32,
+}
+
+/// Times every supported variant on `shape` with these layouts, on scratch buffers of seeded
+/// random values, and returns the measurements of those whose result matches the strided
+/// kernel's. Needs the tuning's clock.
+pub async fn time_variants(
+    ctx: &Context,
+    shape: Shape,
+    a: Operand,
+    b: Operand,
+    budget: f64,
+) -> Result<Vec<Timing>> {
+    let Some(clock) = ctx.tuning().clock.clone() else {
+        return Err(Error::Config("timing kernels needs a clock".into()));
+    };
+    let now = || (clock.0)();
+    let extent = |o: Operand, rows: usize, cols: usize| o.at(rows - 1, cols - 1) + 1;
+    // Scratch operands keep the real layout (and offset modulo 4, which decides vec4 loads).
+    let a = Operand {
+        offset: a.offset % 4,
+        ..a
+    };
+    let b = Operand {
+        offset: b.offset % 4,
+        ..b
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x7e57);
+    let mut random =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect() };
+    let a_buf = ctx.storage_init("tuning A", &random(extent(a, shape.m, shape.k)))?;
+    let b_buf = ctx.storage_init("tuning B", &random(extent(b, shape.k, shape.n)))?;
+    let c_buf = ctx.storage("tuning C", shape.m * shape.n)?;
+    let unused = ctx.storage("tuning bias", 4)?;
+    let buffers = || Buffers {
+        a: &a_buf,
+        b: &b_buf,
+        bias: &unused,
+        mask: &unused,
+        c: &c_buf,
+    };
+    let run = |dispatches: &[Dispatch], times: usize| {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..times {
+            super::record_all(&mut encoder, dispatches);
+        }
+        ctx.queue.submit([encoder.finish()]);
+    };
+
+    let mut reference: Option<Vec<f32>> = None;
+    let mut out = Vec::new();
+    let mut best = f64::INFINITY;
+    for v in Variant::ALL {
+        if let Some(why) = v.unsupported(ctx, shape, a, b) {
+            log::trace!("matmul {shape:?}: {} skipped: {why}", v.name());
+            continue;
+        }
+        let scope = ctx.scope();
+        let built = dispatch_variant(
+            ctx,
+            v,
+            shape,
+            a,
+            b,
+            (0, shape.n),
+            Epilogue::default(),
+            buffers(),
+        )
+        .await;
+        let built = match (built, scope.finish("building a matmul variant").await) {
+            (Ok(d), Ok(())) => d,
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!("matmul variant {} does not build here: {e}", v.name());
+                continue;
+            }
+        };
+        // One run, checked against the strided kernel (always first); its time includes
+        // compiling the shader on adapters that compile at first use, so a second is timed.
+        run(&built, 1);
+        let c: Vec<f32> = ctx.read(&c_buf, 0, shape.m * shape.n).await?;
+        let t0 = now();
+        run(&built, 1);
+        ctx.wait().await?;
+        let first = now() - t0;
+        let max_error = match &reference {
+            None => {
+                reference = Some(c);
+                0.0
+            }
+            Some(r) => r
+                .iter()
+                .zip(&c)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max),
+        };
+        // Sums of k products of values in [-1, 1]: rounding differences grow like sqrt(k) ulps
+        // of sums up to k; 1e-5 k is far above them and far below a wrong element (~0.1 sqrt k).
+        let tolerance = 1e-5 * shape.k.max(1) as f32;
+        if !(max_error <= tolerance) {
+            log::warn!(
+                "matmul variant {} is wrong here ({shape:?}: max error {max_error}); not used",
+                v.name()
+            );
+            continue;
+        }
+        // Hopeless candidates (3x slower than the best in one run) are not timed further.
+        let mut samples = vec![first];
+        if first < 3.0 * best {
+            let repeat = ((budget / 5.0 / first.max(1e-6)) as usize).clamp(1, 64);
+            samples.clear();
+            for _ in 0..5 {
+                let t0 = now();
+                run(&built, repeat);
+                ctx.wait().await?;
+                samples.push((now() - t0) / repeat as f64);
+            }
+        }
+        let seconds = tune::median(&mut samples);
+        best = best.min(seconds);
+        out.push(Timing {
+            variant: v,
+            seconds,
+            max_error,
+        });
+    }
+    Ok(out)
+}
+
+/// The vec4 entry point and its parameters in vec4 units, when `a` and `b` allow one: see the
+/// requirements in matmul_vec4.wgsl's header.
+fn vec4_layout(shape: Shape, a: Operand, b: Operand) -> Option<(&'static str, Params)> {
+    let q = |v: usize| v % 4 == 0;
+    let mut p = Params {
+        m: shape.m as u32,
+        n: shape.n as u32,
+        kdim: shape.k as u32,
+        ..Params::default()
+    };
+    if a.col_stride == 1 && b.row_stride == 1 {
+        // nt: rows of A and columns of B both run along k.
+        if !(q(shape.k) && q(a.offset) && q(a.row_stride) && q(b.offset) && q(b.col_stride)) {
+            return None;
+        }
+        (p.a_off, p.a_rs) = ((a.offset / 4) as u32, (a.row_stride / 4) as u32);
+        (p.b_off, p.b_rs) = ((b.offset / 4) as u32, (b.col_stride / 4) as u32);
+        return Some(("nt", p));
+    }
+    if a.row_stride == 1 && b.col_stride == 1 {
+        // tn: A runs along i and B along j, one vec4 of each per k.
+        let aligned = q(a.offset) && q(a.col_stride) && q(b.offset) && q(b.row_stride);
+        if !(q(shape.m) && q(shape.n) && aligned) {
+            return None;
+        }
+        (p.a_off, p.a_rs) = ((a.offset / 4) as u32, (a.col_stride / 4) as u32);
+        (p.b_off, p.b_rs) = ((b.offset / 4) as u32, (b.row_stride / 4) as u32);
+        return Some(("tn", p));
+    }
+    if a.col_stride == 1 && b.col_stride == 1 {
+        // nn: A read as floats, B as vec4 along j.
+        if !(q(shape.n) && q(b.offset) && q(b.row_stride)) {
+            return None;
+        }
+        (p.a_off, p.a_rs) = (a.offset as u32, a.row_stride as u32);
+        (p.b_off, p.b_rs) = ((b.offset / 4) as u32, (b.row_stride / 4) as u32);
+        return Some(("nn", p));
+    }
+    None
+}
+
+/// As [`dispatch`] with the kernel chosen by the caller.
+///
+/// # Errors
+/// [`Error::Config`] when the variant cannot compute this product here
+/// ([`Variant::unsupported`] says why).
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch_variant(
+    ctx: &Context,
+    variant: Variant,
+    shape: Shape,
+    a: Operand,
+    b: Operand,
+    c: (usize, usize),
+    epilogue: Epilogue,
+    buffers: Buffers<'_>,
+) -> Result<Vec<Dispatch>> {
+    log::trace!(
+        "matmul {shape:?} A {a:?} B {b:?}: {} kernel",
+        variant.name()
+    );
+    if let Some(why) = variant.unsupported(ctx, shape, a, b) {
+        return Err(Error::Config(format!(
+            "matmul variant {} cannot compute {shape:?} with A {a:?} and B {b:?}: {why}",
+            variant.name()
+        )));
+    }
+    let strided = params(shape, a, b, c, epilogue);
+    let all = [buffers.a, buffers.b, buffers.bias, buffers.mask, buffers.c];
+    let groups = [div_ceil(shape.n, TILE_N), div_ceil(shape.m, TILE_M), 1];
+    match variant {
+        Variant::Strided => Ok(vec![Dispatch::new(
+            ctx,
+            kernel(ctx).await?,
+            Some(ctx.uniform("matmul params", &strided)),
+            &all,
+            groups,
+        )]),
+        Variant::Vec4 => {
+            let (entry, p) = vec4_layout(shape, a, b)
+                .expect("internal error: unsupported() admitted a layout vec4 cannot read");
+            // Output and epilogue fields are the same in both kernels, in floats.
+            let p = Params {
+                flags: strided.flags,
+                c_off: strided.c_off,
+                c_rs: strided.c_rs,
+                bias_off: strided.bias_off,
+                mask_off: strided.mask_off,
+                mask_rs: strided.mask_rs,
+                ..p
+            };
+            let kernel = ctx.pipelines().get(ctx, &vec4_source(entry)).await?;
+            Ok(vec![Dispatch::new(
+                ctx,
+                kernel,
+                Some(ctx.uniform("matmul params", &p)),
+                &[all[0], all[1], all[2], all[3], all[4], buffers.a],
+                groups,
+            )])
+        }
+        _ => block8(ctx, variant, shape, a, b, strided, buffers).await,
+    }
+}
+
+/// Pack A, pack B, multiply: the three dispatches of a block8 or tex8 variant.
+async fn block8(
+    ctx: &Context,
+    variant: Variant,
+    shape: Shape,
+    a: Operand,
+    b: Operand,
+    strided: Params,
+    buffers: Buffers<'_>,
+) -> Result<Vec<Dispatch>> {
+    let packed = Packed::of(shape);
+    let a_pack = pack::Pack {
+        rows: shape.m as u32,
+        cols: shape.k as u32,
+        off: a.offset as u32,
+        rs: a.row_stride as u32,
+        cs: a.col_stride as u32,
+        width: packed.a_width,
+        height: packed.a_rows,
+        _pad: 0,
+    };
+    let b_pack = pack::Pack {
+        rows: shape.k as u32,
+        cols: shape.n as u32,
+        off: b.offset as u32,
+        rs: b.row_stride as u32,
+        cs: b.col_stride as u32,
+        width: packed.b_width,
+        height: packed.b_rows,
+        _pad: 0,
+    };
+    let p = Params {
+        a_off: 0,
+        a_rs: packed.a_rows,
+        a_cs: packed.a_width,
+        b_off: 0,
+        b_rs: packed.b_width,
+        b_cs: 0,
+        ..strided
+    };
+    let tile_n = if variant.subgroups() {
+        BLOCK8_SG_TILE_N
+    } else {
+        BLOCK8_TILE
+    };
+    let groups = [div_ceil(shape.n, tile_n), div_ceil(shape.m, BLOCK8_TILE), 1];
+    let kernel = ctx.pipelines().get(ctx, &block8_source(variant)).await?;
+    let params = Some(ctx.uniform("matmul params", &p));
+    let epilogue = [buffers.bias, buffers.mask, buffers.c].map(|b| b.as_entire_binding());
+    let mut out = Vec::with_capacity(3);
+    if variant.textures() {
+        let ta = pack::texture(ctx, "packed A", &a_pack);
+        let tb = pack::texture(ctx, "packed B", &b_pack);
+        out.push(pack::to_texture(ctx, &a_pack, buffers.a, &ta).await?);
+        out.push(pack::to_texture(ctx, &b_pack, buffers.b, &tb).await?);
+        let (va, vb) = (
+            ta.create_view(&Default::default()),
+            tb.create_view(&Default::default()),
+        );
+        let [bias, mask, c] = epilogue;
+        let resources = vec![
+            wgpu::BindingResource::TextureView(&va),
+            wgpu::BindingResource::TextureView(&vb),
+            bias,
+            mask,
+            c,
+        ];
+        out.push(Dispatch::bind(ctx, kernel, params, resources, groups));
+    } else {
+        let ba = ctx.storage("packed A", 4 * (packed.a_width * packed.a_rows) as usize)?;
+        let bb = ctx.storage("packed B", 4 * (packed.b_width * packed.b_rows) as usize)?;
+        out.push(pack::to_buffer(ctx, &a_pack, buffers.a, &ba).await?);
+        out.push(pack::to_buffer(ctx, &b_pack, buffers.b, &bb).await?);
+        let [bias, mask, c] = epilogue;
+        let resources = vec![
+            ba.as_entire_binding(),
+            bb.as_entire_binding(),
+            bias,
+            mask,
+            c,
+        ];
+        out.push(Dispatch::bind(ctx, kernel, params, resources, groups));
+    }
+    Ok(out)
+}
+
+/// The shader's parameter block for one product.
+pub fn params(shape: Shape, a: Operand, b: Operand, c: (usize, usize), e: Epilogue) -> Params {
+    let flags = e.bias.map_or(0, |_| 1) | if e.relu { 2 } else { 0 } | e.mask.map_or(0, |_| 4);
+    Params {
+        m: shape.m as u32,
+        n: shape.n as u32,
+        kdim: shape.k as u32,
+        flags,
+        a_off: a.offset as u32,
+        a_rs: a.row_stride as u32,
+        a_cs: a.col_stride as u32,
+        b_off: b.offset as u32,
+        b_rs: b.row_stride as u32,
+        b_cs: b.col_stride as u32,
+        c_off: c.0 as u32,
+        c_rs: c.1 as u32,
+        bias_off: e.bias.unwrap_or(0) as u32,
+        mask_off: e.mask.map_or(0, |m| m.0) as u32,
+        mask_rs: e.mask.map_or(0, |m| m.1) as u32,
+        _pad: 0,
+    }
+}
