@@ -1,7 +1,8 @@
 //! Criterion benches of the kernels and of a whole training step, on the default adapter.
 //!
-//! `cargo bench` prints the median time per dispatch (matmul, per variant and on the MLP's
-//! shapes) and per training step (784-64-10, AdamW, batch 64 and 128). Each iteration submits
+//! `cargo bench` prints the median time per dispatch (matmul, every variant the adapter runs, on
+//! the MLP's shapes and a square one; the AdamW update) and per training step (784-64-10, AdamW,
+//! batch 64 and 128). Each iteration submits
 //! the work and waits for it, so GPU time is included; on llvmpipe a dispatch also carries its
 //! ~45 us fixed cost. Run them with nothing else loading the CPU: llvmpipe shares its cores.
 
@@ -9,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use wgrad::gpu::{Context, ContextOptions};
 use wgrad::graph::Network;
 use wgrad::kernels::matmul::{self, Epilogue, Operand, Shape, Variant};
-use wgrad::kernels::{self, Dispatch};
+use wgrad::kernels::{self, optim, Dispatch};
 use wgrad::model::ModelSpec;
 use wgrad::optim::{Config, Schedule};
 use wgrad::train::Trainer;
@@ -18,9 +19,9 @@ fn context() -> Context {
     pollster::block_on(Context::new(&ContextOptions::default())).expect("a GPU adapter")
 }
 
-fn run(ctx: &Context, d: &Dispatch) {
+fn run(ctx: &Context, d: &[Dispatch]) {
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    kernels::record_all(&mut encoder, [d]);
+    kernels::record_all(&mut encoder, d);
     ctx.queue.submit([encoder.finish()]);
     pollster::block_on(ctx.wait()).unwrap();
 }
@@ -79,7 +80,10 @@ fn matmul_benches(c: &mut Criterion) {
         group.throughput(Throughput::Elements(
             (2 * shape.m * shape.n * shape.k) as u64,
         ));
-        for variant in [Variant::Strided, Variant::Vec4] {
+        for variant in Variant::ALL {
+            if variant.unsupported(&ctx, shape, a_op, b_op).is_some() {
+                continue;
+            }
             let d = pollster::block_on(matmul::dispatch_variant(
                 &ctx,
                 variant,
@@ -97,7 +101,7 @@ fn matmul_benches(c: &mut Criterion) {
                 },
             ))
             .unwrap();
-            group.bench_function(format!("{name} {variant:?}"), |bench| {
+            group.bench_function(format!("{name} {}", variant.name()), |bench| {
                 bench.iter(|| run(&ctx, &d))
             });
         }
@@ -135,5 +139,35 @@ fn step_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matmul_benches, step_benches);
+/// The fused AdamW update over 1M parameters (28 bytes each: read p, g, m, v; write p, m, v).
+fn optim_benches(c: &mut Criterion) {
+    let ctx = context();
+    let len = 1 << 20;
+    let config = Config::adamw();
+    let bufs: Vec<wgpu::Buffer> = (0..4).map(|_| ctx.storage("state", len).unwrap()).collect();
+    let (_, row_stride) = optim::grid(&ctx, len);
+    let uniform = ctx.uniform("params", &config.step_params(1, 1e-3, len, row_stride));
+    let d = pollster::block_on(optim::dispatch(
+        &ctx,
+        config.rule(),
+        len,
+        optim::Buffers {
+            uniform,
+            param: &bufs[0],
+            grad: &bufs[1],
+            state1: &bufs[2],
+            state2: &bufs[3],
+        },
+    ))
+    .unwrap();
+    let mut group = c.benchmark_group(format!("optimizer on {}", ctx.info.name));
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(28 * len as u64));
+    group.bench_function("adamw 1M params", |bench| {
+        bench.iter(|| run(&ctx, std::slice::from_ref(&d)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matmul_benches, optim_benches, step_benches);
 criterion_main!(benches);

@@ -2,12 +2,14 @@
 //
 //   C[i, j] = epilogue( sum_k A[i, k] * B[k, j] ),   i < m, j < n, k < kdim
 //
-// The operands were packed by matmul_pack.wgsl into zero-padded vec4 grids, read through
-// `load_a` / `load_b` from the operand file compiled in front of this one (textures or storage
-// buffers, matmul_operands_*.wgsl):
-//   A texel (x, y) = A[y, 4x .. 4x+3]   a_cs texels wide, a_rs texels (rows) high
-//   B texel (x, y) = B[y, 4x .. 4x+3]   b_rs texels wide, at least kdim rows
-// (for these kernels the Params fields a_cs, a_rs, b_rs hold the packed sizes, not strides).
+// The operands are vec4 grids, read through `load_a` / `load_b` from the operand file compiled
+// in front of this one (textures or storage buffers, matmul_operands_*.wgsl):
+//   A texel (x, y) = A[y, 4x .. 4x+3]   x < a_cs = ceil(kdim / 4), y < m
+//   B texel (x, y) = B[y, 4x .. 4x+3]   x < b_cs = ceil(n / 4), y < 4 a_cs
+// Either packed by matmul_pack.wgsl (zero-padded past the edges, so partial texels along k
+// add zeros), or, for buffers, the operand itself when its rows are aligned vec4s and kdim is a
+// multiple of 4. For these kernels a_off, a_rs, b_off, b_rs are offsets and row strides in
+// vec4s, a_cs the number of steps of four k, b_cs the texel columns of B.
 // matmul_common.wgsl, compiled first, has the parameter block, C and the epilogue.
 //
 // Invocation `li` of workgroup (x, y) computes the 8x8 block at rows 8 (8y + li / 8) .., columns
@@ -28,7 +30,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = (wid.y * 8u + li / 8u) * 8u;
     let col0 = (wid.x * 8u + li % 8u) * 8u;
     // Whole invocations past the edge still run (the sg entry needs every lane); they clamp.
-    let last = p.a_rs - 1u;
+    let last = p.m - 1u;
     let y0 = min(row0, last);
     let y1 = min(row0 + 1u, last);
     let y2 = min(row0 + 2u, last);
@@ -37,8 +39,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let y5 = min(row0 + 5u, last);
     let y6 = min(row0 + 6u, last);
     let y7 = min(row0 + 7u, last);
-    let bx = min(col0 / 4u, p.b_rs - 2u);
-    let bx1 = bx + 1u;
+    let bx = min(col0 / 4u, p.b_cs - 1u);
+    let bx1 = min(bx + 1u, p.b_cs - 1u);
     var c0a = vec4<f32>(0.0);
     var c0b = vec4<f32>(0.0);
     var c1a = vec4<f32>(0.0);

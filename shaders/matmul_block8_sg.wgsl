@@ -18,9 +18,9 @@ fn sg(@builtin(workgroup_id) wid: vec3<u32>,
       @builtin(subgroup_invocation_id) lane: u32) {
     let row0 = (wid.y * 8u + li / 8u) * 8u;
     let col0 = (wid.x * 8u + li % 8u) * 4u;
-    let mine = min(row0 + li % 8u, p.a_rs - 1u);
+    let mine = min(row0 + li % 8u, p.m - 1u);
     let base = lane & ~7u;
-    let bx = min(col0 / 4u, p.b_rs - 1u);
+    let bx = min(col0 / 4u, p.b_cs - 1u);
     var c0 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);
     var c2 = vec4<f32>(0.0);

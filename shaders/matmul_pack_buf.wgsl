@@ -3,10 +3,11 @@
 
 @group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x >= q.width || gid.y >= q.height) {
+    let t = texel_of(gid);
+    if (t.y >= q.height) {
         return;
     }
-    dst[gid.y * q.width + gid.x] = texel(gid.x, gid.y);
+    dst[t.y * q.width + t.x] = texel(t.x, t.y);
 }

@@ -195,10 +195,22 @@ fn block8_matmuls_match_reference() {
             eprintln!("skipping {v:?}: {why}");
             continue;
         }
-        for dims in [(37, 70, 45), (1, 1, 1), (130, 150, 67), (64, 10, 128)] {
-            for a_t in [false, true] {
-                for b_t in [false, true] {
-                    check_matmul_variant(&ctx, v, dims, a_t, b_t, Epilogue::default(), (3, 5, 7));
+        // Odd offsets make every operand packed; aligned ones with k and n multiples of 4 let
+        // the buffer variants read row-major operands in place.
+        let shapes = [
+            (37, 70, 45),
+            (1, 1, 1),
+            (130, 150, 67),
+            (64, 10, 128),
+            (36, 68, 44),
+        ];
+        for dims in shapes {
+            for offsets in [(3, 5, 7), (4, 8, 8)] {
+                for a_t in [false, true] {
+                    for b_t in [false, true] {
+                        let e = Epilogue::default();
+                        check_matmul_variant(&ctx, v, dims, a_t, b_t, e, offsets);
+                    }
                 }
             }
         }

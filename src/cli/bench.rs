@@ -295,7 +295,9 @@ async fn bench_train(ctx: &Context, t: &TrainBench, json: bool) -> anyhow::Resul
     Ok(())
 }
 
-/// Median GPU time of each dispatch over a few profiled steps.
+/// Where a step's time goes: each dispatch's GPU time from timestamp queries (median over a
+/// few steps) where the adapter has them, and its time replayed alone (host clock, 20 replays
+/// per submit, median of 5), which includes the adapter's fixed cost per dispatch.
 async fn profile(
     ctx: &Context,
     trainer: &mut Trainer,
@@ -304,39 +306,58 @@ async fn profile(
     json: bool,
 ) -> anyhow::Result<()> {
     let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let mut per_dispatch: Vec<Vec<f64>> = Vec::new();
-    let mut names = Vec::new();
+    let mut stamps: Vec<Vec<f64>> = Vec::new();
     for c in batches.iter().take(REPS) {
         gather(data, c, &mut x, &mut labels);
         trainer.prepare_step(&x, &labels).await?;
         let list = trainer.step_dispatches(labels.len());
-        let Some(times) = wgrad::profile::time_dispatches(ctx, &list).await? else {
-            println!("profile: the adapter has no timestamp queries");
-            return Ok(());
-        };
-        per_dispatch.resize(times.len(), Vec::new());
-        names = times.iter().map(|k| k.kernel).collect();
-        for k in times {
-            per_dispatch[k.index].push(k.seconds);
+        match wgrad::profile::time_dispatches(ctx, &list).await? {
+            Some(times) => {
+                stamps.resize(times.len(), Vec::new());
+                for k in times {
+                    stamps[k.index].push(k.seconds);
+                }
+            }
+            None => break,
         }
     }
-    let medians: Vec<f64> = per_dispatch.iter_mut().map(|s| median(s)).collect();
-    let total: f64 = medians.iter().sum();
-    for (i, (name, s)) in names.iter().zip(&medians).enumerate() {
+    let list = trainer.step_dispatches(labels.len());
+    let mut alone = Vec::with_capacity(list.len());
+    for d in &list {
+        let mut samples = Vec::new();
+        for _ in 0..REPS {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            wgrad::kernels::record_all(&mut encoder, std::iter::repeat_n(*d, 20));
+            let t0 = Instant::now();
+            ctx.queue.submit([encoder.finish()]);
+            ctx.wait().await?;
+            samples.push(t0.elapsed().as_secs_f64() / 20.0);
+        }
+        alone.push(median(&mut samples));
+    }
+    let total: f64 = alone.iter().sum();
+    for (i, d) in list.iter().enumerate() {
+        let stamp = stamps
+            .get_mut(i)
+            .filter(|s| !s.is_empty())
+            .map(|s| median(s));
         if json {
-            let line = json!({"bench": "profile", "index": i, "kernel": name, "ms": s * 1e3,
+            let line = json!({"bench": "profile", "index": i, "kernel": d.kernel.name,
+                "ms_alone": alone[i] * 1e3, "ms_timestamp": stamp.map(|s| s * 1e3),
                 "adapter": ctx.adapter_name()});
             println!("{line}");
         } else {
+            let stamp = stamp.map_or("-".to_string(), |s| format!("{:.3}", s * 1e3));
             println!(
-                "  {i:>3} {name:<24} {:8.3} ms {:5.1}%",
-                s * 1e3,
-                100.0 * s / total
+                "  {i:>3} {:<24} alone {:8.3} ms {:5.1}%  timestamps {stamp:>8} ms",
+                d.kernel.name,
+                alone[i] * 1e3,
+                100.0 * alone[i] / total
             );
         }
     }
     if !json {
-        println!("  sum of kernel times {:.3} ms", total * 1e3);
+        println!("  sum alone {:.3} ms", total * 1e3);
     }
     Ok(())
 }

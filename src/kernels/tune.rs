@@ -137,8 +137,10 @@ mod tests {
 
     #[test]
     fn a_cache_of_another_version_is_dropped() {
-        let mut cache = TuneCache::default();
-        cache.version = CACHE_VERSION + 1;
+        let mut cache = TuneCache {
+            version: CACHE_VERSION + 1,
+            ..Default::default()
+        };
         cache.entries.insert(
             "k".into(),
             Choice {

@@ -18,11 +18,17 @@ pub struct Pack {
     pub width: u32,
     /// Packed rows (>= rows).
     pub height: u32,
-    pub _pad: u32,
+    /// [`FLAG_VEC4`] or 0; set by [`prepare`].
+    pub flags: u32,
+    /// Invocations per grid row; set by [`prepare`].
+    pub row_stride: u32,
 }
 
-/// Invocations per workgroup along a packed row: `@workgroup_size(64)` in matmul_pack_*.wgsl.
-const WORKGROUP: u32 = 64;
+/// Rows are contiguous, 16-byte aligned vec4s: one load per texel.
+pub const FLAG_VEC4: u32 = 1;
+
+/// Invocations per workgroup: `@workgroup_size(256)` in matmul_pack_*.wgsl.
+const WORKGROUP: u32 = 256;
 
 const TEX: KernelSource = KernelSource {
     name: "matmul_pack.tex",
@@ -31,7 +37,12 @@ const TEX: KernelSource = KernelSource {
         include_str!("../../../shaders/matmul_pack_tex.wgsl")
     ),
     entry: "main",
-    bindings: &[Binding::Uniform, Binding::Read, Binding::StorageTexture],
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,
+        Binding::StorageTexture,
+        Binding::Read,
+    ],
 };
 
 const BUF: KernelSource = KernelSource {
@@ -41,11 +52,26 @@ const BUF: KernelSource = KernelSource {
         include_str!("../../../shaders/matmul_pack_buf.wgsl")
     ),
     entry: "main",
-    bindings: &[Binding::Uniform, Binding::Read, Binding::ReadWrite],
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read,
+        Binding::ReadWrite,
+        Binding::Read,
+    ],
 };
 
-fn groups(p: &Pack) -> [u32; 3] {
-    [p.width.div_ceil(WORKGROUP), p.height, 1]
+/// Fills in the flags and grid layout of `p`; returns the grid.
+fn prepare(ctx: &Context, p: &mut Pack) -> [u32; 3] {
+    let q = |v: u32| v % 4 == 0;
+    p.flags = if p.cs == 1 && q(p.off) && q(p.rs) && q(p.cols) {
+        FLAG_VEC4
+    } else {
+        0
+    };
+    let groups = (p.width * p.height).div_ceil(WORKGROUP);
+    let grid = super::super::grid_2d(ctx, groups);
+    p.row_stride = grid[0] * WORKGROUP;
+    grid
 }
 
 /// A texture to pack `p` into.
@@ -78,9 +104,12 @@ pub async fn to_texture(
     let resources = vec![
         src.as_entire_binding(),
         wgpu::BindingResource::TextureView(&view),
+        src.as_entire_binding(),
     ];
-    let params = Some(ctx.uniform("pack params", p));
-    Ok(Dispatch::bind(ctx, kernel, params, resources, groups(p)))
+    let mut p = *p;
+    let grid = prepare(ctx, &mut p);
+    let params = Some(ctx.uniform("pack params", &p));
+    Ok(Dispatch::bind(ctx, kernel, params, resources, grid))
 }
 
 /// Packs `src` as described by `p` into the vec4 buffer `dst` (width x height vec4s).
@@ -91,6 +120,8 @@ pub async fn to_buffer(
     dst: &wgpu::Buffer,
 ) -> Result<Dispatch> {
     let kernel = ctx.pipelines().get(ctx, &BUF).await?;
-    let params = Some(ctx.uniform("pack params", p));
-    Ok(Dispatch::new(ctx, kernel, params, &[src, dst], groups(p)))
+    let mut p = *p;
+    let grid = prepare(ctx, &mut p);
+    let params = Some(ctx.uniform("pack params", &p));
+    Ok(Dispatch::new(ctx, kernel, params, &[src, dst, src], grid))
 }
