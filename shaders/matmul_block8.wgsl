@@ -13,8 +13,10 @@
 // matmul_common.wgsl, compiled first, has the parameter block, C and the epilogue.
 //
 // Invocation `li` of workgroup (x, y) computes the 8x8 block at rows 8 (8y + li / 8) .., columns
-// 8 (8x + li % 8) ..: a 64-invocation workgroup covers a 64x64 tile of C (TILE in
-// src/kernels/matmul/mod.rs). Per step of four k it loads 8 A texels and 8 B texels and does 64
+// 8 (8x + li % 8) ..: a 64-invocation workgroup covers a 64x64 tile of C (BLOCK8_TILE in
+// src/kernels/matmul/mod.rs); the wide and tall layouts (matmul_common.wgsl) make it 8x512 or
+// 512x8, so that a C of a few rows or columns does not leave most invocations idle. With
+// split-K, workgroup z sums only its slice of the k steps. Per step of four k it loads 8 A texels and 8 B texels and does 64
 // vec4 FMAs, so it does 4 FMAs per loaded component where the 4x4 kernels do 2; the matmul_sg
 // entry point (matmul_block8_sg.wgsl) also shares the A texels across lanes. The k loop runs in
 // ascending order, so sums are deterministic. Rows and columns past the edge are clamped on
@@ -27,8 +29,24 @@
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
-    let row0 = (wid.y * 8u + li / 8u) * 8u;
-    let col0 = (wid.x * 8u + li % 8u) * 8u;
+    // Block coordinates by layout (see matmul_common.wgsl), in blocks of 8 rows and 8 columns.
+    var rb = wid.y * 8u + li / 8u;
+    var cb = wid.x * 8u + li % 8u;
+    if (p.block_layout == 1u) {
+        rb = wid.y;
+        cb = wid.x * 64u + li;
+    } else if (p.block_layout == 2u) {
+        rb = wid.y * 64u + li;
+        cb = wid.x;
+    }
+    let row0 = rb * 8u;
+    let col0 = cb * 8u;
+    // Split-K: this workgroup's slice of the k steps, and where its partial sums go.
+    let q0 = wid.z * p.k_per_split;
+    let q1 = min(p.a_cs, q0 + p.k_per_split);
+    if (p.split > 1u) {
+        c_base = wid.z * p.m * p.n;
+    }
     // Whole invocations past the edge still run (the sg entry needs every lane); they clamp.
     let last = p.m - 1u;
     let y0 = min(row0, last);
@@ -57,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     var c6b = vec4<f32>(0.0);
     var c7a = vec4<f32>(0.0);
     var c7b = vec4<f32>(0.0);
-    for (var q = 0u; q < p.a_cs; q++) {
+    for (var q = q0; q < q1; q++) {
         let k = 4u * q;
         let a0 = load_a(q, y0);
         let a1 = load_a(q, y1);

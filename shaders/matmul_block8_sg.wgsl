@@ -7,6 +7,9 @@
 // vec4 FMAs. Half the block of `main` keeps the accumulators in registers, which on llvmpipe
 // beat the larger block by about a third.
 //
+// Layouts and split-K as in matmul_block8.wgsl, except the tall one, which would give the eight
+// different rows (the host never asks for it here).
+//
 // This assumes that the eight are lanes 8h .. 8h+7 of one subgroup, in order (subgroups of a
 // 1-D workgroup are runs of consecutive invocations on every adapter we know of); the tuner
 // checks each variant's result against the portable kernel before it may be chosen, so an
@@ -16,8 +19,24 @@
 fn sg(@builtin(workgroup_id) wid: vec3<u32>,
       @builtin(local_invocation_index) li: u32,
       @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = (wid.y * 8u + li / 8u) * 8u;
-    let col0 = (wid.x * 8u + li % 8u) * 4u;
+    // Block coordinates by layout (see matmul_common.wgsl), in blocks of 8 rows and 4 columns.
+    var rb = wid.y * 8u + li / 8u;
+    var cb = wid.x * 8u + li % 8u;
+    if (p.block_layout == 1u) {
+        rb = wid.y;
+        cb = wid.x * 64u + li;
+    } else if (p.block_layout == 2u) {
+        rb = wid.y * 64u + li;
+        cb = wid.x;
+    }
+    let row0 = rb * 8u;
+    let col0 = cb * 4u;
+    // Split-K: this workgroup's slice of the k steps, and where its partial sums go.
+    let q0 = wid.z * p.k_per_split;
+    let q1 = min(p.a_cs, q0 + p.k_per_split);
+    if (p.split > 1u) {
+        c_base = wid.z * p.m * p.n;
+    }
     let mine = min(row0 + li % 8u, p.m - 1u);
     let base = lane & ~7u;
     let bx = min(col0 / 4u, p.b_cs - 1u);
@@ -29,7 +48,7 @@ fn sg(@builtin(workgroup_id) wid: vec3<u32>,
     var c5 = vec4<f32>(0.0);
     var c6 = vec4<f32>(0.0);
     var c7 = vec4<f32>(0.0);
-    for (var q = 0u; q < p.a_cs; q++) {
+    for (var q = q0; q < q1; q++) {
         let k = 4u * q;
         let b0 = load_b(bx, k + 0u);
         let b1 = load_b(bx, k + 1u);

@@ -7,6 +7,9 @@
 //   2 RELU  max(x, 0)
 //   4 MASK  multiply by (mask[mask_off + i * mask_rs + j] > 0): the ReLU backward, where `mask`
 //           is the ReLU's forward output (PyTorch's threshold_backward uses the output too)
+//   8 NCHW  store C[i, j] at c_off + (i / P) n P + j P + i % P, P = c_rs: row i = (b, q) of a
+//           convolution's output positions and column j its channel, so that C lands in
+//           NCHW order [b, n, P] (src/kernels/conv_gemm.rs); bias and ReLU as above
 // Params mirrors `matmul::Params` in Rust field for field; the operand fields (a_*, b_*) are
 // read by each kernel in its own units (see its header).
 
@@ -26,17 +29,30 @@ struct Params {
     bias_off: u32,
     mask_off: u32,
     mask_rs: u32,
-    _pad: u32,
+    // The 8x8 kernels only (matmul_block8.wgsl): how invocations map to blocks (0: 8x8 blocks
+    // per workgroup, 1: wide, 1 x 64, for short C, 2: tall, 64 x 1, for narrow C), the number
+    // of k slices (split-K: slice z = workgroup z sums its share of the k steps and stores the
+    // raw partial sums as rows z m .. of a [split m, n] matrix; matmul_reduce.wgsl adds them
+    // up), and the k steps per slice.
+    block_layout: u32,
+    split: u32,
+    k_per_split: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const FLAG_BIAS: u32 = 1u;
 const FLAG_RELU: u32 = 2u;
 const FLAG_MASK: u32 = 4u;
+const FLAG_NCHW: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> mask: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+
+// Element offset added to every store: a split-K slice's partial-sum rows (0 otherwise).
+var<private> c_base: u32 = 0u;
 
 // Applies the epilogue to row i, columns j0 .. j0+3 of a block, storing those inside C.
 fn store_row(i: u32, j0: u32, acc: vec4<f32>) {
@@ -58,7 +74,11 @@ fn store_row(i: u32, j0: u32, acc: vec4<f32>) {
         if ((p.flags & FLAG_MASK) != 0u) {
             v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
         }
-        c[p.c_off + i * p.c_rs + j] = v;
+        if ((p.flags & FLAG_NCHW) != 0u) {
+            c[p.c_off + (i / p.c_rs) * p.n * p.c_rs + j * p.c_rs + i % p.c_rs] = v;
+        } else {
+            c[c_base + p.c_off + i * p.c_rs + j] = v;
+        }
     }
 }
 

@@ -6,6 +6,8 @@ mod common;
 use common::{assert_close, assert_close32, context, random};
 use wgrad::gpu::Context;
 use wgrad::kernels::conv::{self, ConvShape, Pass};
+use wgrad::kernels::conv_gemm;
+use wgrad::kernels::matmul::Variant;
 use wgrad::kernels::pool::{self, PoolShape};
 use wgrad::kernels::{self, loss, Dispatch};
 use wgrad::reference;
@@ -295,4 +297,106 @@ fn mse_matches_reference() {
         1e-9,
         1e-6,
     );
+}
+
+/// The convolution as matrix products (src/kernels/conv_gemm.rs) on the same shapes, by each
+/// buffer matmul variant: forward with and without ReLU, the three gradients, the mask.
+fn check_conv_gemm(ctx: &Context, variant: Variant, s: ConvShape) {
+    let (oh, ow) = s.output().unwrap();
+    let w_off = 3;
+    let x = random(s.n * s.ic * s.h * s.w, 1, 1.0);
+    let wlen = s.oc * s.ic * s.kh * s.kw;
+    let params = random(w_off + wlen + s.oc, 2, 1.0);
+    let b_off = w_off + wlen;
+    let gy = random(s.n * s.oc * oh * ow, 3, 1.0);
+    let xb = ctx.storage_init("x", &x).unwrap();
+    let pb = ctx.storage_init("params", &params).unwrap();
+    let gyb = ctx.storage_init("grad_y", &gy).unwrap();
+    let col = ctx.storage("col", conv_gemm::col_len(s)).unwrap();
+    let what = format!("{variant:?} {s:?}");
+    let ws = &params[w_off..b_off];
+    let (gx, gw, _) = reference::conv2d_grads(s, &x, ws, &gy);
+
+    let run_all = |d: &[Dispatch]| {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        wgrad::kernels::record_all(&mut encoder, d);
+        ctx.queue.submit([encoder.finish()]);
+    };
+    for relu in [false, true] {
+        let want = reference::conv2d(s, &x, ws, Some(&params[b_off..]), relu);
+        let y = ctx.storage("y", want.len()).unwrap();
+        let d = pollster::block_on(conv_gemm::forward(
+            ctx,
+            variant,
+            s,
+            &xb,
+            &pb,
+            (w_off, b_off),
+            relu,
+            &y,
+            &col,
+        ))
+        .unwrap();
+        run_all(&d);
+        let got: Vec<f32> = read(ctx, &y, want.len());
+        let name = format!("{what} gemm forward relu={relu}");
+        assert_close(&name, &got, &want, CONV_ABS, CONV_REL);
+    }
+
+    // grad_weight reads the col the forward above left, at offset w_off of a larger buffer.
+    let grads = ctx.storage("grads", w_off + wlen + 5).unwrap();
+    let d = pollster::block_on(conv_gemm::grad_weight(
+        ctx, variant, s, &gyb, &col, &grads, w_off,
+    ))
+    .unwrap();
+    run_all(&d);
+    let got: Vec<f32> = read(ctx, &grads, w_off + wlen);
+    let name = format!("{what} gemm grad_weight");
+    assert_close(&name, &got[w_off..], &gw, CONV_ABS, CONV_REL);
+
+    for masked in [false, true] {
+        let dx = ctx.storage("dx", x.len()).unwrap();
+        let mask = masked.then_some(&xb);
+        let d = pollster::block_on(conv_gemm::grad_input(
+            ctx, variant, s, &gyb, &pb, w_off, mask, &dx,
+        ))
+        .unwrap();
+        run_all(&d);
+        let got: Vec<f32> = read(ctx, &dx, x.len());
+        let want: Vec<f64> = gx
+            .iter()
+            .zip(&x)
+            .map(|(&g, &v)| if masked && v <= 0.0 { 0.0 } else { g })
+            .collect();
+        let name = format!("{what} gemm grad_input masked={masked}");
+        assert_close(&name, &got, &want, CONV_ABS, CONV_REL);
+    }
+}
+
+#[test]
+fn conv2d_as_matrix_products_matches_reference() {
+    let Some(ctx) = context() else { return };
+    let shape = |n, ic, h, w, oc, kh, kw, stride, pad| ConvShape {
+        n,
+        ic,
+        h,
+        w,
+        oc,
+        kh,
+        kw,
+        stride,
+        pad,
+    };
+    for variant in [Variant::Block8, Variant::Block8Sg] {
+        for s in [
+            shape(3, 2, 11, 9, 5, 3, 4, 2, 1),
+            shape(2, 3, 8, 8, 4, 3, 3, 1, 0),
+            shape(1, 1, 5, 7, 2, 5, 5, 3, 2),
+            shape(2, 2, 1, 3, 3, 5, 5, 1, 2),
+            shape(2, 1, 28, 28, 6, 5, 5, 1, 2),
+            shape(2, 6, 14, 14, 16, 5, 5, 1, 0),
+        ] {
+            check_conv_gemm(&ctx, variant, s);
+        }
+    }
 }

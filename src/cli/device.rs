@@ -46,11 +46,13 @@ pub async fn open(adapter: Option<String>) -> anyhow::Result<Context> {
     let start = Instant::now();
     let forced = std::env::var("WGRAD_KERNEL").ok().filter(|s| !s.is_empty());
     if let Some(name) = &forced {
-        if wgrad::kernels::matmul::Variant::from_name(name).is_none() {
-            let known: Vec<&str> = wgrad::kernels::matmul::Variant::ALL
+        // Matmul variants, and `direct` for convolutions by conv2d.wgsl's loops.
+        if wgrad::kernels::matmul::Variant::from_name(name).is_none() && name != "direct" {
+            let mut known: Vec<&str> = wgrad::kernels::matmul::Variant::ALL
                 .iter()
                 .map(|v| v.name())
                 .collect();
+            known.push("direct");
             return Err(wgrad::Error::Config(format!(
                 "WGRAD_KERNEL={name} names no kernel variant; expected one of {}",
                 known.join(", ")

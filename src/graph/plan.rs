@@ -10,6 +10,8 @@
 //!                     matmul  dX = (dY W) * mask
 //!   conv     forward  conv2d.forward (bias, ReLU fused)                         [B, oc, oh, ow]
 //!            backward conv2d.grad_weight, conv2d.grad_bias, conv2d.grad_input (* mask)
+//!            or, as matrix products (kernels::conv_gemm, the usual choice): im2col + matmul
+//!            forward, matmul grad_weight on the same im2col, matmul + col2im grad_input
 //!   pool     forward  maxpool.forward (y and argmax)                            [B, c, oh, ow]
 //!            backward maxpool.backward (* mask)
 //! Every gradient buffer is overwritten each step, so nothing needs zeroing.
@@ -17,6 +19,7 @@
 use super::Network;
 use crate::error::Result;
 use crate::kernels::conv::{self, Pass};
+use crate::kernels::conv_gemm::{self, Method};
 use crate::kernels::pool;
 use crate::kernels::{bias, loss, matmul, Dispatch};
 use crate::model::{Loss, Op, OpKind};
@@ -34,6 +37,9 @@ pub struct Plan {
     pub grad_acts: Vec<wgpu::Buffer>,
     /// The argmax of each max-pool op (None for other ops).
     pub argmax: Vec<Option<wgpu::Buffer>>,
+    /// The im2col matrix of each convolution run as matrix products, written by its forward and
+    /// read by its weight gradient (None for other ops).
+    pub cols: Vec<Option<wgpu::Buffer>>,
     pub forward: Vec<Dispatch>,
     /// Loss with the output gradient, accumulating into the training stats.
     pub loss_train: Dispatch,
@@ -47,6 +53,11 @@ impl Plan {
     pub fn dispatches(&self) -> usize {
         self.forward.len() + 1 + self.backward.len()
     }
+}
+
+/// How convolution `op` runs at this batch size (None for other ops).
+fn conv_method(ctx: &crate::gpu::Context, op: &Op, batch: usize) -> Option<Method> {
+    matches!(op.kind, OpKind::Conv { .. }).then(|| conv_gemm::choose(ctx, op.conv_shape(batch)))
 }
 
 impl Network {
@@ -64,7 +75,15 @@ impl Network {
         let input = ctx.storage("input batch", batch * self.input_width())?;
         let labels = ctx.storage("label batch", batch)?;
         let (mut acts, mut grad_acts, mut argmax) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cols = Vec::new();
         for op in ops {
+            cols.push(match (op.kind, conv_method(ctx, op, batch)) {
+                (OpKind::Conv { .. }, Some(Method::Gemm(_))) => Some(ctx.storage(
+                    &format!("{} im2col", op.name),
+                    conv_gemm::col_len(op.conv_shape(batch)),
+                )?),
+                _ => None,
+            });
             acts.push(ctx.storage(&format!("{} output", op.name), batch * op.output)?);
             grad_acts
                 .push(ctx.storage(&format!("{} output gradient", op.name), batch * op.output)?);
@@ -80,7 +99,7 @@ impl Network {
         for (l, op) in ops.iter().enumerate() {
             let x = if l == 0 { &input } else { &acts[l - 1] };
             forward.extend(
-                self.forward_op(op, batch, x, &acts[l], &grad_acts[l], &argmax[l])
+                self.forward_op(op, batch, x, &acts[l], &grad_acts[l], &argmax[l], &cols[l])
                     .await?,
             );
         }
@@ -129,7 +148,7 @@ impl Network {
                 batch,
                 x,
                 &grad_acts[l],
-                &argmax[l],
+                (&argmax[l], &cols[l]),
                 below,
                 &mut backward,
             )
@@ -143,6 +162,7 @@ impl Network {
             acts,
             grad_acts,
             argmax,
+            cols,
             forward,
             loss_train,
             loss_eval,
@@ -150,6 +170,7 @@ impl Network {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward_op(
         &self,
         op: &Op,
@@ -158,6 +179,7 @@ impl Network {
         y: &wgpu::Buffer,
         spare: &wgpu::Buffer,
         argmax: &Option<wgpu::Buffer>,
+        col: &Option<wgpu::Buffer>,
     ) -> Result<Vec<Dispatch>> {
         let ctx = &self.ctx;
         let params = &self.params;
@@ -192,6 +214,11 @@ impl Network {
                 .await
             }
             OpKind::Conv { .. } => {
+                if let (Some(Method::Gemm(v)), Some(col)) = (conv_method(ctx, op, batch), col) {
+                    let shape = op.conv_shape(batch);
+                    let at = (weight(), bias_at());
+                    return conv_gemm::forward(ctx, v, shape, x, params, at, op.relu, y, col).await;
+                }
                 let flags = conv::FLAG_BIAS | if op.relu { conv::FLAG_RELU } else { 0 };
                 let d = conv::dispatch(
                     ctx,
@@ -238,7 +265,7 @@ impl Network {
         batch: usize,
         x: &wgpu::Buffer,
         dy: &wgpu::Buffer,
-        argmax: &Option<wgpu::Buffer>,
+        (argmax, col): (&Option<wgpu::Buffer>, &Option<wgpu::Buffer>),
         below: Option<(&wgpu::Buffer, bool)>,
         out: &mut Vec<Dispatch>,
     ) -> Result<()> {
@@ -312,6 +339,22 @@ impl Network {
                     grad_y: dy,
                     out: (to, at),
                 };
+                if let (Some(Method::Gemm(v)), Some(col)) = (conv_method(ctx, op, batch), col) {
+                    out.extend(
+                        conv_gemm::grad_weight(ctx, v, shape, dy, col, grads, weight).await?,
+                    );
+                    out.push(
+                        conv::dispatch(ctx, Pass::GradBias, shape, 0, buffers(grads, b)).await?,
+                    );
+                    if let Some((dx, masked)) = below {
+                        let mask = masked.then_some(x);
+                        out.extend(
+                            conv_gemm::grad_input(ctx, v, shape, dy, params, weight, mask, dx)
+                                .await?,
+                        );
+                    }
+                    return Ok(());
+                }
                 out.push(
                     conv::dispatch(ctx, Pass::GradWeight, shape, 0, buffers(grads, weight)).await?,
                 );

@@ -11,6 +11,7 @@
 
 pub mod bias;
 pub mod conv;
+pub mod conv_gemm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;

@@ -24,7 +24,7 @@ use super::{div_ceil, Binding, Dispatch, Kernel, KernelSource};
 use crate::error::{Error, Result};
 use crate::gpu::Context;
 
-mod pack;
+pub(crate) mod pack;
 
 /// Rows of C per workgroup: workgroup height 8 x block rows TM 4 in both matmul shaders (change
 /// them together).
@@ -165,7 +165,12 @@ pub struct Params {
     pub bias_off: u32,
     pub mask_off: u32,
     pub mask_rs: u32,
-    pub _pad: u32,
+    /// The 8x8 kernels' block layout, split-K slices and k steps per slice (matmul_common.wgsl).
+    pub block_layout: u32,
+    pub split: u32,
+    pub k_per_split: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
 }
 
 /// A matrix inside a buffer: element `(i, j)` is at `offset + i * row_stride + j * col_stride`.
@@ -601,6 +606,75 @@ pub async fn time_variants(
     Ok(out)
 }
 
+/// An operand already in the vec4 layout the 8x8 kernels read (matmul_block8.wgsl): texel
+/// (x, y) = columns 4x .. 4x+3 of row y, at vec4 index `offset + y * row_stride + x`; `cols`
+/// texel columns. Past the matrix along k it must hold zeros (A) or finite values (B), as the
+/// packing kernels and src/kernels/conv_gemm.rs write it.
+#[derive(Clone, Copy, Debug)]
+pub struct Grid<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub row_stride: usize,
+    pub cols: usize,
+}
+
+/// `C = epilogue(A B)` with A and B already in the 8x8 kernels' layout, by a buffer variant
+/// (block8 or block8-sg). With `nchw = Some(P)` C is stored as a convolution output
+/// `[m / P, n, P]` (flag NCHW of matmul_common.wgsl) instead of row-major.
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch_grids(
+    ctx: &Context,
+    variant: Variant,
+    shape: Shape,
+    a: Grid<'_>,
+    b: Grid<'_>,
+    c: (usize, usize),
+    epilogue: Epilogue,
+    nchw: Option<usize>,
+    out: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Vec<Dispatch>> {
+    if !matches!(variant, Variant::Block8 | Variant::Block8Sg) {
+        return Err(Error::Config(format!(
+            "{} cannot read pre-packed operands",
+            variant.name()
+        )));
+    }
+    let row = Operand::row_major(0, 4);
+    if let Some(why) = variant.unsupported(ctx, shape, row, row) {
+        return Err(Error::Config(format!(
+            "matmul variant {}: {why}",
+            variant.name()
+        )));
+    }
+    let mut p = params(shape, row, row, c, epilogue);
+    if let Some(plane) = nchw {
+        p.flags |= FLAG_NCHW;
+        p.c_rs = plane as u32;
+    }
+    let p = Params {
+        a_off: a.offset as u32,
+        a_rs: a.row_stride as u32,
+        a_cs: shape.k.div_ceil(4).max(1) as u32,
+        b_off: b.offset as u32,
+        b_rs: b.row_stride as u32,
+        b_cs: b.cols as u32,
+        ..p
+    };
+    launch_block8(
+        ctx,
+        variant,
+        shape,
+        p,
+        a.buffer.as_entire_binding(),
+        b.buffer.as_entire_binding(),
+        out,
+    )
+    .await
+}
+
+/// Flag of matmul_common.wgsl: store C in NCHW order (see [`dispatch_grids`]).
+const FLAG_NCHW: u32 = 8;
+
 /// The vec4 entry point and its parameters in vec4 units, when `a` and `b` allow one: see the
 /// requirements in matmul_vec4.wgsl's header.
 fn vec4_layout(shape: Shape, a: Operand, b: Operand) -> Option<(&'static str, Params)> {
@@ -705,6 +779,116 @@ pub async fn dispatch_variant(
     }
 }
 
+/// Invocations per workgroup of matmul_reduce.wgsl (`@workgroup_size(64)`).
+const REDUCE_WG: usize = 64;
+
+const REDUCE: KernelSource = KernelSource {
+    name: "matmul_reduce",
+    wgsl: concat!(
+        include_str!("../../../shaders/matmul_common.wgsl"),
+        include_str!("../../../shaders/matmul_reduce.wgsl")
+    ),
+    entry: "main",
+    bindings: &[
+        Binding::Uniform,
+        Binding::Read, // partial sums
+        Binding::Read, // (unused)
+        Binding::Read, // bias
+        Binding::Read, // mask
+        Binding::ReadWrite,
+    ],
+};
+
+/// The product dispatch of an 8x8 variant, given `p` with its operand fields set and the bound
+/// operands: picks the block layout and split-K for the shape, and appends the reduction when
+/// the k loop is split.
+///
+/// Layout: C of at most 32 rows uses the wide layout, C of at most 32 columns the tall one (not
+/// with subgroups, whose lanes must share rows); else 8x8 blocks per workgroup. Split-K when
+/// the grid has under 16 workgroups and k is long (at least 32 steps of four): slices of at
+/// least 16 steps, about 32 workgroups in all, so that every core has several to run.
+#[allow(clippy::too_many_arguments)]
+async fn launch_block8(
+    ctx: &Context,
+    variant: Variant,
+    shape: Shape,
+    mut p: Params,
+    a_res: wgpu::BindingResource<'_>,
+    b_res: wgpu::BindingResource<'_>,
+    (bias, mask, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+) -> Result<Vec<Dispatch>> {
+    let bw = if variant.subgroups() { 4 } else { 8 };
+    let (layout, gx, gy) = if shape.m <= 32 {
+        (1, shape.n.div_ceil(64 * bw), shape.m.div_ceil(8))
+    } else if shape.n <= 32 && !variant.subgroups() {
+        (2, shape.n.div_ceil(bw), shape.m.div_ceil(512))
+    } else {
+        (0, shape.n.div_ceil(8 * bw), shape.m.div_ceil(64))
+    };
+    let max = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if gx > max || gy > max {
+        return Err(Error::Config(format!(
+            "matmul {shape:?}: a {gx} x {gy} grid exceeds {max} workgroups per dimension"
+        )));
+    }
+    let steps = p.a_cs as usize;
+    let mut split = 1;
+    if gx * gy < 16 && steps >= 32 {
+        split = (32usize.div_ceil(gx * gy)).min(steps / 16).max(1);
+    }
+    let per = steps.div_ceil(split);
+    split = steps.div_ceil(per.max(1)).max(1);
+    let part_bytes = (4 * split * shape.m * shape.n) as u64;
+    if split > 1 && part_bytes > ctx.max_binding_bytes() {
+        split = 1;
+    }
+    let per = steps.div_ceil(split);
+    p.block_layout = layout;
+    p.split = split as u32;
+    p.k_per_split = per.max(1) as u32;
+
+    let kernel = ctx.pipelines().get(ctx, &block8_source(variant)).await?;
+    let groups = [gx as u32, gy as u32, split as u32];
+    if split == 1 {
+        let resources = vec![
+            a_res,
+            b_res,
+            bias.as_entire_binding(),
+            mask.as_entire_binding(),
+            c.as_entire_binding(),
+        ];
+        let params = Some(ctx.uniform("matmul params", &p));
+        return Ok(vec![Dispatch::bind(ctx, kernel, params, resources, groups)]);
+    }
+    // Slices store raw sums as a [split m, n] matrix; the reduction applies the epilogue.
+    let part = ctx.storage("split-K partial sums", split * shape.m * shape.n)?;
+    let slices = Params {
+        flags: 0,
+        c_off: 0,
+        c_rs: shape.n as u32,
+        ..p
+    };
+    let resources = vec![
+        a_res,
+        b_res,
+        bias.as_entire_binding(),
+        mask.as_entire_binding(),
+        part.as_entire_binding(),
+    ];
+    let params = Some(ctx.uniform("matmul params", &slices));
+    let product = Dispatch::bind(ctx, kernel, params, resources, groups);
+    let reduce = ctx.pipelines().get(ctx, &REDUCE).await?;
+    let params = Some(ctx.uniform("matmul reduce params", &p));
+    let grid = [div_ceil(shape.n.div_ceil(4), REDUCE_WG), shape.m as u32, 1];
+    if grid[1] as usize > max {
+        return Err(Error::Config(format!(
+            "matmul {shape:?}: too many rows to reduce"
+        )));
+    }
+    let reduce = Dispatch::new(ctx, reduce, params, &[&part, &part, bias, mask, c], grid);
+    Ok(vec![product, reduce])
+}
+
 /// Pack A, pack B, multiply: the three dispatches of a block8 or tex8 variant.
 async fn block8(
     ctx: &Context,
@@ -736,15 +920,7 @@ async fn block8(
         height: packed.b_rows,
         ..Default::default()
     };
-    let tile_n = if variant.subgroups() {
-        BLOCK8_SG_TILE_N
-    } else {
-        BLOCK8_TILE
-    };
-    let groups = [div_ceil(shape.n, tile_n), div_ceil(shape.m, BLOCK8_TILE), 1];
-    let kernel = ctx.pipelines().get(ctx, &block8_source(variant)).await?;
-    let epilogue = [buffers.bias, buffers.mask, buffers.c].map(|b| b.as_entire_binding());
-    let [bias, mask, c] = epilogue;
+    let epilogue = (buffers.bias, buffers.mask, buffers.c);
     // Packed grids start at 0 with rows of their own width.
     let mut p = Params {
         a_off: 0,
@@ -765,15 +941,11 @@ async fn block8(
             ta.create_view(&Default::default()),
             tb.create_view(&Default::default()),
         );
-        let resources = vec![
+        let (a_res, b_res) = (
             wgpu::BindingResource::TextureView(&va),
             wgpu::BindingResource::TextureView(&vb),
-            bias,
-            mask,
-            c,
-        ];
-        let params = Some(ctx.uniform("matmul params", &p));
-        out.push(Dispatch::bind(ctx, kernel, params, resources, groups));
+        );
+        out.extend(launch_block8(ctx, variant, shape, p, a_res, b_res, epilogue).await?);
         return Ok(out);
     }
     // Buffers: read an operand in place when its rows are already aligned vec4s.
@@ -799,9 +971,7 @@ async fn block8(
         out.push(pack::to_buffer(ctx, &b_pack, buffers.b, &bb).await?);
         bb.as_entire_binding()
     };
-    let params = Some(ctx.uniform("matmul params", &p));
-    let resources = vec![a_res, b_res, bias, mask, c];
-    out.push(Dispatch::bind(ctx, kernel, params, resources, groups));
+    out.extend(launch_block8(ctx, variant, shape, p, a_res, b_res, epilogue).await?);
     Ok(out)
 }
 
@@ -824,6 +994,6 @@ pub fn params(shape: Shape, a: Operand, b: Operand, c: (usize, usize), e: Epilog
         bias_off: e.bias.unwrap_or(0) as u32,
         mask_off: e.mask.map_or(0, |m| m.0) as u32,
         mask_rs: e.mask.map_or(0, |m| m.1) as u32,
-        _pad: 0,
+        ..Params::default()
     }
 }

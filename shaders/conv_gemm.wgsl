@@ -1,0 +1,180 @@
+// Convolution as matrix products (implicit GEMM through an explicit im2col): the layouts that
+// turn conv2d's three passes into the 8x8-block matmuls of matmul_block8.wgsl, and back.
+//
+// Shapes, PyTorch's NCHW, all contiguous: x [n, ic, h, w], weight [oc, ic, kh, kw] = W [oc, K]
+// with K = ic kh kw, y and grad_y [n, oc, oh, ow]; P = oh ow positions, R = n P rows.
+//   col [R, K]: col[(b, i, j), (c, u, v)] = x[b, c, i stride + u - pad, j stride + v - pad]
+//               (0 outside the image), so that  y[b, o, i, j] = (col W^T)[(b, i, j), o] + bias
+//   grad_w = grad_y' col    with grad_y' [oc, R]: grad_y'[o, (b, p)] = grad_y[b, o, p]
+//   dcol = grad_y'' W       with grad_y'' [R, oc] (its transpose), and grad_x = col2im(dcol)
+// Every matrix written here is in the vec4 layout the 8x8 kernels read: texel (x, y) holds
+// columns 4x .. 4x+3 of row y, at index y * width + x, zero past the matrix (rows padded to a
+// multiple of 8, columns to a multiple of 4), so padded products add zeros. col is both the
+// forward's A and grad_weight's B (B [k = R, n = K] in the same layout).
+//
+// Entry points, one invocation per output texel (pack) or element (col2im), 1-D numbering
+// i = gid.y * row_stride + gid.x over 256-wide workgroups (the host's grid in
+// src/kernels/conv_gemm.rs):
+//   im2col      x -> col                     width = ceil(K / 4), height = rows of col
+//   rows        grad_y -> grad_y'' [R, oc]    width = ceil(oc / 4)
+//   planes      grad_y -> grad_y' [oc, R]     width = ceil(R / 4)
+//   col2im      dcol [R, K] (row-major floats, row stride K) -> grad_x, each element the sum
+//               over the (u, v) that reach it, in ascending order (deterministic, no atomics);
+//               with flags & 4 zeroed where mask (the ReLU output that fed this conv) <= 0
+
+struct Params {
+    n: u32,
+    ic: u32,
+    h: u32,
+    w: u32,
+    oc: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    flags: u32,
+    // Texels per packed row and packed rows (pack entries).
+    width: u32,
+    height: u32,
+    row_stride: u32,
+    // Element offset of the source tensor.
+    src_off: u32,
+}
+
+const FLAG_MASK: u32 = 4u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// col2im's ReLU mask, [n, ic, h, w]; unused by the pack entries.
+@group(0) @binding(2) var<storage, read> mask: array<f32>;
+@group(0) @binding(3) var<storage, read_write> packed: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> grad_x: array<f32>;
+
+fn index(gid: vec3<u32>) -> u32 {
+    return gid.y * p.row_stride + gid.x;
+}
+
+@compute @workgroup_size(256)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.width * p.height) {
+        return;
+    }
+    // The row's image and output position, and the first column's tap, are taken apart once
+    // per texel; the four columns then step through (c, u, v) without dividing again.
+    let r = i / p.width;
+    let k0 = 4u * (i % p.width);
+    let positions = p.oh * p.ow;
+    let kk = p.kh * p.kw;
+    var v = vec4<f32>(0.0);
+    if (r < p.n * positions) {
+        let b = r / positions;
+        let q = r % positions;
+        let y0 = (q / p.ow) * p.stride;
+        let x0 = (q % p.ow) * p.stride;
+        var c = k0 / kk;
+        var u = (k0 % kk) / p.kw;
+        var t = k0 % p.kw;
+        for (var e = 0u; e < 4u; e++) {
+            // In padded coordinates, so that a negative position is a large unsigned one.
+            let y = y0 + u;
+            let x = x0 + t;
+            let inside = c < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
+                && x - p.pad < p.w;
+            if (inside) {
+                v[e] = src[p.src_off + ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad];
+            }
+            t += 1u;
+            if (t == p.kw) {
+                t = 0u;
+                u += 1u;
+                if (u == p.kh) {
+                    u = 0u;
+                    c += 1u;
+                }
+            }
+        }
+    }
+    packed[i] = v;
+}
+
+// grad_y[b, o, q] for row r = b P + q, 0 past the tensor.
+fn grad_y_at(r: u32, o: u32) -> f32 {
+    let positions = p.oh * p.ow;
+    if (r >= p.n * positions || o >= p.oc) {
+        return 0.0;
+    }
+    return src[p.src_off + ((r / positions) * p.oc + o) * positions + r % positions];
+}
+
+@compute @workgroup_size(256)
+fn rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.width * p.height) {
+        return;
+    }
+    let r = i / p.width;
+    let o = 4u * (i % p.width);
+    packed[i] = vec4<f32>(grad_y_at(r, o), grad_y_at(r, o + 1u), grad_y_at(r, o + 2u),
+                          grad_y_at(r, o + 3u));
+}
+
+@compute @workgroup_size(256)
+fn planes(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.width * p.height) {
+        return;
+    }
+    let o = i / p.width;
+    let r = 4u * (i % p.width);
+    packed[i] = vec4<f32>(grad_y_at(r, o), grad_y_at(r + 1u, o), grad_y_at(r + 2u, o),
+                          grad_y_at(r + 3u, o));
+}
+
+// dcol is `src` here: [R, K] row-major floats from src_off.
+@compute @workgroup_size(256)
+fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = index(gid);
+    if (e >= p.n * p.ic * p.h * p.w) {
+        return;
+    }
+    let xx = e % p.w;
+    let yy = (e / p.w) % p.h;
+    let c = (e / (p.w * p.h)) % p.ic;
+    let b = e / (p.w * p.h * p.ic);
+    let kdim = p.ic * p.kh * p.kw;
+    var sum = 0.0;
+    // Output row i reaches input row yy through kernel row u when i stride + u = yy + pad: the
+    // u of one residue modulo stride, from the largest i down (ascending u), no division in
+    // the loop. Likewise for columns.
+    let ty = yy + p.pad;
+    let tx = xx + p.pad;
+    var u = ty % p.stride;
+    for (; u < p.kh; u += p.stride) {
+        if (u > ty) {
+            break;
+        }
+        let i = (ty - u) / p.stride;
+        if (i >= p.oh) {
+            continue;
+        }
+        let row = (b * p.oh + i) * p.ow;
+        var v = tx % p.stride;
+        for (; v < p.kw; v += p.stride) {
+            if (v > tx) {
+                break;
+            }
+            let j = (tx - v) / p.stride;
+            if (j >= p.ow) {
+                continue;
+            }
+            sum += src[p.src_off + (row + j) * kdim + (c * p.kh + u) * p.kw + v];
+        }
+    }
+    if ((p.flags & FLAG_MASK) != 0u && !(mask[e] > 0.0)) {
+        sum = 0.0;
+    }
+    grad_x[e] = sum;
+}
