@@ -18,6 +18,8 @@ fn wgrad(args: &[&str]) -> Output {
         .env_remove("WGRAD_MNIST_SOURCE")
         // Kernel choices go to a cache of the tests' own, not the user's.
         .env("WGRAD_CACHE_DIR", env!("CARGO_TARGET_TMPDIR"))
+        // No timing: every run picks the same kernels, so runs compare bit for bit.
+        .env("WGRAD_TUNE", "0")
         .output()
         .expect("the wgrad binary runs")
 }

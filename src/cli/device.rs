@@ -3,7 +3,9 @@
 //!
 //! The cache is `kernels.json` in `$WGRAD_CACHE_DIR`, else `$XDG_CACHE_HOME/wgrad`, else
 //! `~/.cache/wgrad`. A missing or unreadable cache only means tuning again (logged at debug);
-//! it is written back atomically when a run added choices.
+//! it is written back atomically when a run added choices. `WGRAD_TUNE=0` turns timing off:
+//! every kernel then takes the cached choice or the static preference order, which makes runs
+//! repeatable without a cache (the tests use it).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,10 +62,12 @@ pub async fn open(adapter: Option<String>) -> anyhow::Result<Context> {
             .into());
         }
     }
+    let timing = !matches!(std::env::var("WGRAD_TUNE").as_deref(), Ok("0" | "off"));
+    let clock = Clock(Arc::new(move || start.elapsed().as_secs_f64()));
     let ctx = Context::new(&ContextOptions {
         adapter,
         tuning: TuningOptions {
-            clock: Some(Clock(Arc::new(move || start.elapsed().as_secs_f64()))),
+            clock: timing.then_some(clock),
             forced,
             cache: load_cache(),
         },
