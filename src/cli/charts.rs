@@ -332,17 +332,25 @@ fn draw_confusion<DB: DrawingBackend>(
     title: &str,
 ) -> DrawResult<DB> {
     root.fill(&WHITE)?;
-    let n = m.len() as u32;
+    // Cell (r, c) is centred on (c, n-1-r), so that class 0 is the top row.
+    let n = m.len();
+    let top = n as f64 - 0.5;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 22))
         .margin(16)
         .x_label_area_size(50)
         .y_label_area_size(50)
-        .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())?;
-    let label = |v: &SegmentValue<u32>, flip: bool| match v {
-        SegmentValue::CenterOf(c) if *c < n => (if flip { n - 1 - c } else { *c }).to_string(),
-        _ => String::new(),
+        .build_cartesian_2d(-0.5..top, -0.5..top)?;
+    let class = |v: f64, flip: bool| {
+        let k = v.round();
+        if (v - k).abs() > 1e-6 || k < 0.0 || k > top {
+            return String::new();
+        }
+        let k = k as usize;
+        (if flip { n - 1 - k } else { k }).to_string()
     };
+    let x_format = |v: &f64| class(*v, false);
+    let y_format = |v: &f64| class(*v, true);
     chart
         .configure_mesh()
         .disable_mesh()
@@ -350,37 +358,32 @@ fn draw_confusion<DB: DrawingBackend>(
         .y_desc("true class")
         .label_style((FONT, 16))
         .axis_desc_style((FONT, 18))
-        .x_labels(n as usize)
-        .y_labels(n as usize)
-        .x_label_formatter(&|v| label(v, false))
-        .y_label_formatter(&|v| label(v, true))
+        .x_labels(n)
+        .y_labels(n)
+        .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
         .draw()?;
+    let centre = plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Center,
+    );
     for (r, row) in m.iter().enumerate() {
         let total = row.iter().sum::<u64>().max(1) as f64;
-        let y = n - 1 - r as u32;
+        let y = (n - 1 - r) as f64;
         for (c, &count) in row.iter().enumerate() {
             let share = count as f64 / total;
             // White to dark blue by the share of the true class's rows.
             let shade = |full: u8| (255.0 - (255.0 - full as f64) * share.sqrt()) as u8;
             let fill = RGBColor(shade(8), shade(48), shade(107));
-            let c = c as u32;
-            let cell = [
-                (SegmentValue::Exact(c), SegmentValue::Exact(y + 1)),
-                (SegmentValue::Exact(c + 1), SegmentValue::Exact(y)),
-            ];
+            let x = c as f64;
+            let cell = [(x - 0.5, y + 0.5), (x + 0.5, y - 0.5)];
             chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled())))?;
             let ink = if share > 0.4 { WHITE } else { BLACK };
-            let style = TextStyle::from((FONT, 15).into_font()).color(&ink).pos(
-                plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ),
-            );
-            chart.draw_series(std::iter::once(Text::new(
-                count.to_string(),
-                (SegmentValue::CenterOf(c), SegmentValue::CenterOf(y)),
-                style,
-            )))?;
+            let style = TextStyle::from((FONT, 15).into_font())
+                .color(&ink)
+                .pos(centre);
+            let label = Text::new(count.to_string(), (x, y), style);
+            chart.draw_series(std::iter::once(label))?;
         }
     }
     Ok(())
@@ -430,7 +433,7 @@ fn draw_image_rows<DB: DrawingBackend>(
                 let x = (left + px) as i32;
                 let y = (top + label + py) as i32;
                 let rect = Rectangle::new(
-                    [(x, y), (x + scale as i32 - 1, y + scale as i32 - 1)],
+                    [(x, y), (x + scale as i32, y + scale as i32)],
                     RGBColor(g, g, g).filled(),
                 );
                 root.draw(&rect)?;

@@ -159,12 +159,12 @@ impl Reporter {
         self.record(record);
         if let Some(stopped) = summary.stopped_epoch {
             let best = summary.best_epoch.unwrap_or(stopped);
-            log::info!(
+            self.line(format!(
                 "early stopping after epoch {stopped}: no better validation loss since epoch \
                  {best}; its weights are restored"
-            );
+            ));
         }
-        log::info!(
+        let done = format!(
             "{}: {} steps in {seconds:.1} s, test loss {:.4}{}",
             if summary.interrupted {
                 "interrupted"
@@ -175,6 +175,12 @@ impl Reporter {
             summary.test.loss,
             accuracy_text(summary.test.accuracy, ", ")
         );
+        // --quiet keeps the log at warnings; its one line goes to stdout.
+        if self.quiet {
+            println!("{done}");
+        } else {
+            log::info!("{done}");
+        }
         if let Some((path, w)) = &mut self.metrics {
             if let Err(e) = w.flush() {
                 self.failed.get_or_insert(Error::io(path.clone(), e));
@@ -257,7 +263,7 @@ impl Observer for Reporter {
             if let Some(bar) = self.bar.take() {
                 bar.abandon();
             }
-            log::info!("{text}");
+            log::warn!("{text}");
         } else {
             log::debug!("{text}");
         }

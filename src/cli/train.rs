@@ -521,13 +521,13 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
 
     if summary.interrupted {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        log::info!(
+        log::warn!(
             "resume with: wgrad {} --resume {}",
             without_resume(&args).join(" "),
             checkpoint_path.display()
         );
         if a.save.is_some() {
-            log::info!("--save skipped: the run did not finish");
+            log::warn!("--save skipped: the run did not finish");
         }
         return Ok(EXIT_INTERRUPTED);
     }
