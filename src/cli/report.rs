@@ -200,7 +200,7 @@ impl Observer for Reporter {
         if self.bars {
             let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}",
+                "{prefix} [{bar:25}] {pos}/{len} steps  {msg}  ETA {eta}",
             )
             .expect("internal error: the progress template parses")
             .progress_chars("=> ");

@@ -340,6 +340,9 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
         )
         .into());
     }
+    if a.checkpoint_every > 0 && a.checkpoint.is_none() {
+        return Err(Error::Config("--checkpoint-every needs --checkpoint FILE".into()).into());
+    }
     for path in [&a.save, &a.checkpoint].into_iter().flatten() {
         checkpoint::check_writable(path)?;
     }
@@ -406,12 +409,6 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
                     diffs.join("; ")
                 ))
                 .into());
-            }
-            if snapshot.position.step >= total && snapshot.position.step_in_epoch == 0 {
-                log::warn!(
-                    "{} is at step {total}: nothing is left to run",
-                    path.display()
-                );
             }
             Some(snapshot)
         }
@@ -497,9 +494,6 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
         layout: trainer.net.layout().clone(),
         interrupt,
     };
-    if a.checkpoint_every > 0 && a.checkpoint.is_none() {
-        return Err(Error::Config("--checkpoint-every needs --checkpoint FILE".into()).into());
-    }
 
     let mut reporter = Reporter::new(a.metrics.as_deref(), total, resume.is_some(), a.quiet)?
         .batch_size(a.batch_size)
