@@ -415,13 +415,20 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<u8> {
         runs.push(run);
     }
 
-    write_outputs(&a.out, &runs)?;
+    let written_accuracy = write_outputs(&a.out, &runs)?;
     let table = summary_table(&runs);
     std::fs::write(a.out.join("summary.md"), &table).map_err(|e| Error::io(&a.out, e))?;
     println!("{table}");
     if !a.quiet {
-        log::info!("wrote results.csv, steps.csv, loss.png, accuracy.png (and .svg), summary.md");
-        log::info!("  to {}", a.out.display());
+        let plots = if written_accuracy {
+            "loss and accuracy"
+        } else {
+            "loss"
+        };
+        log::info!(
+            "wrote results.csv, steps.csv, the {plots} plots (.png, .svg) and summary.md to {}",
+            a.out.display()
+        );
     }
     Ok(0)
 }
@@ -430,7 +437,8 @@ fn write_file(path: &Path, text: &str) -> Result<(), Error> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-fn write_outputs(out: &Path, runs: &[Run]) -> Result<(), Error> {
+/// Writes the CSV files and plots; returns whether there was an accuracy plot to write.
+fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
     let mut csv = String::from("optimizer,lr,epoch,train_loss,test_loss,test_acc,seconds\n");
     let mut steps = String::from("optimizer,step,loss\n");
     for r in runs {
@@ -511,7 +519,7 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<(), Error> {
         Panel {
             title: step_title,
             x_label: "step".into(),
-            y_label: "cross-entropy (log scale)".into(),
+            y_label: "batch loss (log scale)".into(),
             log_y: true,
             y_range: None,
             integer_x: false,
@@ -533,10 +541,10 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<(), Error> {
         charts::save_panels(&out.join(format!("loss.{ext}")), LOSS_SIZE, &loss_panels)?;
     }
 
-    if runs
+    let has_accuracy = runs
         .iter()
-        .all(|r| r.epochs.iter().all(|(e, _)| e.test.accuracy.is_some()))
-    {
+        .all(|r| r.epochs.iter().all(|(e, _)| e.test.accuracy.is_some()));
+    if has_accuracy {
         let series: Vec<Series> = runs
             .iter()
             .enumerate()
@@ -570,7 +578,7 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<(), Error> {
             charts::save_panels(&path, ACCURACY_SIZE, std::slice::from_ref(&panel))?;
         }
     }
-    Ok(())
+    Ok(has_accuracy)
 }
 
 /// Pixel sizes of the two figures.
