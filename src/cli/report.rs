@@ -226,6 +226,8 @@ impl Observer for Reporter {
     fn after_step(&mut self, at: &Position) -> Control {
         self.epoch_steps += 1;
         if let Some(bar) = &self.bar {
+            // A resumed epoch starts midway: show the whole epoch.
+            bar.set_length(at.steps_in_epoch);
             bar.set_position(at.step_in_epoch);
             let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
             let rate = (self.epoch_steps * self.batch_size as u64) as f64 / secs;
