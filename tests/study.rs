@@ -136,7 +136,7 @@ fn compare_writes_the_csv_the_plots_and_the_table() {
     let steps = fs::read_to_string(out.join("steps.csv")).unwrap();
     assert_eq!(steps.lines().count(), 1 + 2 * 2, "{steps}");
     assert_eq!(png_size(&out.join("loss.png")), (1600, 600));
-    assert_eq!(png_size(&out.join("accuracy.png")), (1000, 650));
+    assert_eq!(png_size(&out.join("accuracy.png")), (1600, 650));
     for svg in ["loss.svg", "accuracy.svg"] {
         let t = fs::read_to_string(out.join(svg)).unwrap();
         assert!(t.contains("<svg") && t.contains("adamw"), "{svg}");
@@ -150,6 +150,13 @@ fn compare_writes_the_csv_the_plots_and_the_table() {
         fs::read_to_string(out.join("summary.md")).unwrap().trim(),
         table.trim()
     );
+
+    // --replot redraws from the CSV files alone, to the same table.
+    fs::remove_file(out.join("accuracy.png")).unwrap();
+    let o = wgrad(&["compare", "--replot", "--out", s(&out)]);
+    assert_ok(&o);
+    assert_eq!(text(&o.stdout), table);
+    assert_eq!(png_size(&out.join("accuracy.png")), (1600, 650));
 }
 
 #[test]

@@ -44,6 +44,7 @@ fn register_font() {
 pub enum Stroke {
     Solid,
     Dashed,
+    Dotted,
 }
 
 /// One line of a panel.
@@ -169,15 +170,42 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> D
             let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|q| q.1 > 0.0).collect();
             draw_series(&mut c, s, pts)?;
         }
-        legend(&mut c, p.legend.clone())?;
+        if p.series.iter().any(|s| !s.name.is_empty()) {
+            legend(&mut c, p.legend.clone())?;
+        }
     } else {
         let (lo, hi) = p.y_range.unwrap_or_else(|| span(points().map(|q| q.1)));
         let mut c = chart.build_cartesian_2d(x0..x1, lo..hi)?;
         mesh(&mut c, p, x_ticks)?;
         for s in &p.series {
-            draw_series(&mut c, s, s.points.clone())?;
+            match p.y_range {
+                // A fixed range cuts the lines at its edges (plotters would pin them there).
+                Some((lo, hi)) => {
+                    let parts = clip(&s.points, lo, hi);
+                    for (i, part) in parts.into_iter().enumerate() {
+                        let labelled = Series {
+                            name: if i == 0 {
+                                s.name.clone()
+                            } else {
+                                String::new()
+                            },
+                            markers: false,
+                            ..s.clone()
+                        };
+                        draw_series(&mut c, &labelled, part)?;
+                    }
+                    // Markers on the data points only, not where a line meets an edge.
+                    if s.markers {
+                        let inside = s.points.iter().filter(|q| q.1 >= lo && q.1 <= hi);
+                        c.draw_series(inside.map(|&q| Circle::new(q, 3, s.color.filled())))?;
+                    }
+                }
+                None => draw_series(&mut c, s, s.points.clone())?,
+            }
         }
-        legend(&mut c, p.legend.clone())?;
+        if p.series.iter().any(|s| !s.name.is_empty()) {
+            legend(&mut c, p.legend.clone())?;
+        }
     }
     Ok(())
 }
@@ -261,6 +289,37 @@ fn trim(s: &str) -> String {
     }
 }
 
+/// The parts of a polyline within `lo <= y <= hi`, cut where it crosses the edges.
+fn clip(points: &[(f64, f64)], lo: f64, hi: f64) -> Vec<Vec<(f64, f64)>> {
+    let inside = |p: &(f64, f64)| p.1 >= lo && p.1 <= hi;
+    // Where the segment a-b crosses the edge y = e.
+    let cross = |a: (f64, f64), b: (f64, f64), e: f64| {
+        let t = (e - a.1) / (b.1 - a.1);
+        (a.0 + t * (b.0 - a.0), e)
+    };
+    let mut parts = Vec::new();
+    let mut part: Vec<(f64, f64)> = Vec::new();
+    for (i, &p) in points.iter().enumerate() {
+        let prev = i.checked_sub(1).map(|j| points[j]);
+        match (prev, inside(&p)) {
+            (Some(a), true) if !inside(&a) => {
+                part.push(cross(a, p, if a.1 < lo { lo } else { hi }));
+                part.push(p);
+            }
+            (_, true) => part.push(p),
+            (Some(a), false) if inside(&a) => {
+                part.push(cross(a, p, if p.1 < lo { lo } else { hi }));
+                parts.push(std::mem::take(&mut part));
+            }
+            _ => {}
+        }
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
+}
+
 fn draw_series<'a, DB, X, Y>(
     c: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     s: &Series,
@@ -273,14 +332,15 @@ where
 {
     let style = s.color.stroke_width(2);
     let color = s.color;
+    // Dash and gap lengths in pixels; a solid line is one long dash.
+    let dash = match s.stroke {
+        Stroke::Solid => (24, 1),
+        Stroke::Dashed => (8, 5),
+        Stroke::Dotted => (3, 4),
+    };
     let anno = match s.stroke {
         Stroke::Solid => c.draw_series(LineSeries::new(pts.clone(), style))?,
-        Stroke::Dashed => c.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, style))?,
-    };
-    let dash = if s.stroke == Stroke::Dashed {
-        (6, 4)
-    } else {
-        (24, 1)
+        _ => c.draw_series(DashedLineSeries::new(pts.clone(), dash.0, dash.1, style))?,
     };
     if !s.name.is_empty() {
         anno.label(&s.name).legend(move |(x, y)| {
@@ -441,4 +501,34 @@ fn draw_image_rows<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_at_the_range_edges() {
+        let pts = [(0.0, 0.0), (1.0, 2.0), (2.0, 4.0), (3.0, 2.0)];
+        let parts = clip(&pts, 1.0, 3.0);
+        assert_eq!(
+            parts,
+            vec![
+                vec![(0.5, 1.0), (1.0, 2.0), (1.5, 3.0)],
+                vec![(2.5, 3.0), (3.0, 2.0)]
+            ]
+        );
+        assert!(clip(&[(0.0, 5.0), (1.0, 6.0)], 1.0, 3.0).is_empty());
+    }
+
+    #[test]
+    fn log_ticks_are_one_two_five() {
+        let t = log_ticks(0.03, 2.5);
+        let want = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
+        assert_eq!(t.len(), want.len(), "{t:?}");
+        assert!(
+            t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{t:?}"
+        );
+    }
 }

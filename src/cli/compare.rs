@@ -94,6 +94,16 @@ impl Variant {
         }
     }
 
+    /// How its accuracy line is drawn, so that runs that coincide (momentum and Nesterov,
+    /// the Adam family at one rate) stay visible on top of each other.
+    fn stroke(self) -> Stroke {
+        match self {
+            Variant::Nesterov | Variant::AdamL2 => Stroke::Dashed,
+            Variant::Adamw => Stroke::Dotted,
+            _ => Stroke::Solid,
+        }
+    }
+
     fn config(self, lr: f64, weight_decay: f64, momentum: f64) -> Config {
         let mut c = match self {
             Variant::Sgd | Variant::Momentum | Variant::Nesterov => Config::sgd(),
@@ -181,6 +191,10 @@ pub struct CompareArgs {
     /// Print only the summary table.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Train nothing: redraw the plots and the summary from the results.csv and steps.csv
+    /// already in --out.
+    #[arg(long)]
+    pub replot: bool,
 }
 
 /// A named set of values, one per optimizer (`--lr tuned`).
@@ -279,6 +293,10 @@ impl Observer for Recorder<'_> {
 }
 
 pub async fn run(a: CompareArgs) -> anyhow::Result<u8> {
+    if a.replot {
+        let runs = read_results(&a.out)?;
+        return finish(&a, &runs);
+    }
     // Every setting is checked before anything slow happens.
     let spec = spec_from(a.model, a.layers.as_deref(), &a.hidden)?;
     let mut variants = Vec::new();
@@ -415,8 +433,13 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<u8> {
         runs.push(run);
     }
 
-    let written_accuracy = write_outputs(&a.out, &runs)?;
-    let table = summary_table(&runs);
+    finish(&a, &runs)
+}
+
+/// Writes every output file and prints the table.
+fn finish(a: &CompareArgs, runs: &[Run]) -> anyhow::Result<u8> {
+    let written_accuracy = write_outputs(&a.out, runs)?;
+    let table = summary_table(runs);
     std::fs::write(a.out.join("summary.md"), &table).map_err(|e| Error::io(&a.out, e))?;
     println!("{table}");
     if !a.quiet {
@@ -433,13 +456,81 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The runs recorded in `out`'s results.csv and steps.csv (for `--replot`).
+fn read_results(out: &Path) -> Result<Vec<Run>, Error> {
+    let read = |name: &str| {
+        let path = out.join(name);
+        std::fs::read_to_string(&path)
+            .map(|t| (path.clone(), t))
+            .map_err(|e| Error::io(&path, e))
+    };
+    let mut runs: Vec<Run> = Vec::new();
+    let (path, text) = read("results.csv")?;
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = || Error::data(&path, format!("line {}: expected {RESULTS_HEADER}", i + 1));
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 7 {
+            return Err(bad());
+        }
+        let num = |k: usize| f[k].parse::<f64>().map_err(|_| bad());
+        let variant = Variant::parse(f[0], "results.csv")?;
+        let report = EpochReport {
+            epoch: f[2].parse().map_err(|_| bad())?,
+            train_loss: num(3)?,
+            test: wgrad::graph::Evaluation {
+                loss: num(4)?,
+                accuracy: if f[5].is_empty() { None } else { Some(num(5)?) },
+                rows: 0,
+            },
+            val: None,
+            steps: 0,
+            samples: 0,
+        };
+        if runs.last().is_none_or(|r| r.variant != variant) {
+            runs.push(Run {
+                variant,
+                config: variant.config(num(1)?, 0.0, 0.0),
+                steps: Vec::new(),
+                epochs: Vec::new(),
+            });
+        }
+        let run = runs.last_mut().expect("a run was just pushed");
+        run.epochs.push((report, num(6)?));
+    }
+    let (path, text) = read("steps.csv")?;
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let bad = || {
+            Error::data(
+                &path,
+                format!("line {}: expected optimizer,step,loss", i + 1),
+            )
+        };
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 3 {
+            return Err(bad());
+        }
+        let variant = Variant::parse(f[0], "steps.csv")?;
+        let step = f[1].parse().map_err(|_| bad())?;
+        let loss = f[2].parse().map_err(|_| bad())?;
+        if let Some(r) = runs.iter_mut().find(|r| r.variant == variant) {
+            r.steps.push((step, loss));
+        }
+    }
+    if runs.is_empty() {
+        return Err(Error::data(out.join("results.csv"), "holds no results"));
+    }
+    Ok(runs)
+}
+
+const RESULTS_HEADER: &str = "optimizer,lr,epoch,train_loss,test_loss,test_acc,seconds";
+
 fn write_file(path: &Path, text: &str) -> Result<(), Error> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 /// Writes the CSV files and plots; returns whether there was an accuracy plot to write.
 fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
-    let mut csv = String::from("optimizer,lr,epoch,train_loss,test_loss,test_acc,seconds\n");
+    let mut csv = format!("{RESULTS_HEADER}\n");
     let mut steps = String::from("optimizer,step,loss\n");
     for r in runs {
         for (e, secs) in &r.epochs {
@@ -551,7 +642,7 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
             .map(|(i, r)| Series {
                 name: label(r),
                 color: color(i),
-                stroke: Stroke::Solid,
+                stroke: r.variant.stroke(),
                 markers: true,
                 points: r
                     .epochs
@@ -560,10 +651,17 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
                     .collect(),
             })
             .collect();
-        let accs = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-        let (lo, hi) = accs.fold((100.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+        let accs = || series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let (lo, hi) = accs().fold((100.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
         let pad = ((hi - lo) * 0.08).max(0.5);
-        let panel = Panel {
+        // The zoom shows the 5 points below the best final accuracy.
+        let best_final = series
+            .iter()
+            .filter_map(|s| s.points.last().map(|p| p.1))
+            .fold(0.0f64, f64::max);
+        let zoom_lo = (best_final - 5.0).max(lo - 0.2).max(0.0);
+        let zoom_hi = (hi + 0.4).min(100.0);
+        let full = Panel {
             title: "Test accuracy per epoch".into(),
             x_label: "epoch".into(),
             y_label: "test accuracy (%)".into(),
@@ -571,11 +669,23 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
             y_range: Some(((lo - pad).max(0.0), (hi + pad).min(100.0))),
             integer_x: true,
             legend: SeriesLabelPosition::LowerRight,
-            series,
+            series: series.clone(),
+        };
+        let zoom = Panel {
+            title: format!("Zoom on {zoom_lo:.1}-{zoom_hi:.1}%"),
+            y_range: Some((zoom_lo, zoom_hi)),
+            series: series
+                .into_iter()
+                .map(|s| Series {
+                    name: String::new(),
+                    ..s
+                })
+                .collect(),
+            ..full.clone()
         };
         for ext in ["png", "svg"] {
             let path = out.join(format!("accuracy.{ext}"));
-            charts::save_panels(&path, ACCURACY_SIZE, std::slice::from_ref(&panel))?;
+            charts::save_panels(&path, ACCURACY_SIZE, &[full.clone(), zoom.clone()])?;
         }
     }
     Ok(has_accuracy)
@@ -583,7 +693,7 @@ fn write_outputs(out: &Path, runs: &[Run]) -> Result<bool, Error> {
 
 /// Pixel sizes of the two figures.
 pub const LOSS_SIZE: (u32, u32) = (1600, 600);
-pub const ACCURACY_SIZE: (u32, u32) = (1000, 650);
+pub const ACCURACY_SIZE: (u32, u32) = (1600, 650);
 
 /// Logged points per bin so that a series has at most `max` points.
 fn bin_width(points: &[(u64, f32)], max: usize) -> usize {
