@@ -9,8 +9,10 @@
 //!   parameter names and layouts, PyTorch's initialisation.
 //! - [`graph`]: the executor, a [`graph::Network`] with forward and backward plans per batch size.
 //! - [`optim`]: optimizer settings with PyTorch's defaults, and learning-rate schedules.
-//! - [`train`]: the [`train::Trainer`] that takes steps, and the epoch loop [`train::fit`].
-//! - [`data`], [`checkpoint`]: MNIST and other data sets, safetensors weights (file system).
+//! - [`train`]: the [`train::Trainer`] that takes steps, and the epoch loop [`train::fit`]
+//!   ([`train::fit_with`] adds a validation set, early stopping, and snapshots to resume from).
+//! - [`data`], [`checkpoint`]: MNIST and other data sets, safetensors weights and training
+//!   checkpoints (file system).
 //! - [`reference`]: plain CPU versions of everything, for tests.
 //!
 //! GPU waits are `async fn`s; on native targets they poll the device, in the browser they

@@ -10,9 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     cli::quiet_headless_mesa();
     let args = cli::Cli::parse();
-    cli::logging::init(args.verbose);
+    cli::logging::init(args.verbose, args.quiet());
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             log::error!("{}", cli::logging::chain(&e));
             ExitCode::from(cli::exit_code(&e))

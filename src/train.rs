@@ -5,8 +5,12 @@
 //! unless the caller asks for it. At most two steps are in flight: after submitting step k the
 //! host waits for step k-1, so it prepares the next batch while the GPU works.
 //!
-//! The loop ([`fit`]) knows nothing of files or clocks: it reports to an [`Observer`], which
-//! may time, print or write what it is told.
+//! The loop ([`fit`], [`fit_with`]) knows nothing of files or clocks: it reports to an
+//! [`Observer`], which may time, print or write what it is told. After every step the observer
+//! may ask for a [`Snapshot`] (weights, optimizer state, position) and for the loop to stop; a
+//! run resumed from a snapshot ends with the same weights, bit for bit, as one never stopped,
+//! because every epoch's row order is rebuilt from `(seed, epoch)` alone. With a validation
+//! set the loop keeps the best epoch's weights and can stop early (`patience`).
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -219,6 +223,69 @@ impl Trainer {
     }
 }
 
+impl Trainer {
+    /// The learning-rate schedule.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Steps the schedule spans.
+    pub fn total_steps(&self) -> u64 {
+        self.total_steps
+    }
+
+    /// Everything needed to continue from here: the packed parameters, the optimizer state and
+    /// the running training loss, read after every step submitted so far has finished.
+    pub async fn snapshot(&self, position: Position, early: &EarlyStopping) -> Result<Snapshot> {
+        let ctx = &self.net.ctx;
+        let train_stats = ctx.read(&self.net.train_stats, 0, loss::STATS_LEN).await?;
+        Ok(Snapshot {
+            position,
+            params: self.net.read_packed().await?,
+            state: self.read_state().await?,
+            train_stats,
+            early: early.clone(),
+        })
+    }
+
+    /// Puts the parameters, optimizer state, running loss and step count of `s` in place.
+    /// Refuses a snapshot whose sizes do not fit this network and optimizer.
+    pub fn restore(&mut self, s: &Snapshot) -> Result<()> {
+        let len = self.net.layout().len;
+        let used = self.config.kind.state_buffers(&self.config);
+        let bad = |what: &str, got: usize, want: usize| {
+            Err(Error::Shape(format!(
+                "snapshot {what} holds {got} values, this network and optimizer need {want}"
+            )))
+        };
+        if s.params.len() != len {
+            return bad("parameters", s.params.len(), len);
+        }
+        for (i, st) in s.state.iter().enumerate() {
+            let want = if i < used { len } else { 0 };
+            if st.len() != want {
+                return bad(&format!("optimizer state {}", i + 1), st.len(), want);
+            }
+        }
+        if s.train_stats.len() != loss::STATS_LEN {
+            return bad("training stats", s.train_stats.len(), loss::STATS_LEN);
+        }
+        if let Some(best) = &s.early.best_params {
+            if best.len() != len {
+                return bad("best parameters", best.len(), len);
+            }
+        }
+        let ctx = &self.net.ctx;
+        ctx.write(&self.net.params, 0, &s.params);
+        for (i, st) in s.state.iter().enumerate().take(used) {
+            ctx.write(&self.state[i], 0, st);
+        }
+        ctx.write(&self.net.train_stats, 0, &s.train_stats);
+        self.step = s.position.step;
+        Ok(())
+    }
+}
+
 /// Options of the epoch loop.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
@@ -233,6 +300,10 @@ pub struct FitOptions {
     pub log_every: u64,
     /// Rows per evaluation batch.
     pub eval_batch: usize,
+    /// With a validation set: stop after this many epochs in a row without a new best
+    /// validation loss, and restore the best epoch's weights at the end (`None`: never stop
+    /// early, keep the last weights).
+    pub patience: Option<usize>,
 }
 
 impl Default for FitOptions {
@@ -245,6 +316,7 @@ impl Default for FitOptions {
             seed: 0,
             log_every: 0,
             eval_batch: EVAL_BATCH,
+            patience: None,
         }
     }
 }
@@ -281,7 +353,9 @@ pub struct EpochReport {
     /// Mean training loss over the epoch's rows, each counted at the step that used it.
     pub train_loss: f64,
     pub test: Evaluation,
-    /// Steps and rows trained in this epoch.
+    /// The evaluation on the validation set, when there is one.
+    pub val: Option<Evaluation>,
+    /// Steps and rows trained in this epoch (in this process, for an epoch resumed midway).
     pub steps: u64,
     pub samples: usize,
 }
@@ -296,6 +370,63 @@ pub trait Observer {
     fn epoch_trained(&mut self, _epoch: usize) {}
     /// An epoch finished, with its evaluation.
     fn epoch_end(&mut self, _report: &EpochReport) {}
+    /// A step was submitted (every step, logged or not): go on, stop, or take a snapshot.
+    fn after_step(&mut self, _at: &Position) -> Control {
+        Control::Continue
+    }
+    /// The snapshot asked for by [`Observer::after_step`]; an error ends the run.
+    fn checkpoint(&mut self, _snapshot: &Snapshot) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What the loop does after a step, as the observer asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Hand a [`Snapshot`] to [`Observer::checkpoint`] and go on.
+    Checkpoint,
+    /// Hand a snapshot to [`Observer::checkpoint`], then stop.
+    CheckpointAndStop,
+    /// Stop at once.
+    Stop,
+}
+
+/// Where the loop stands after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// Steps done in all, from the start of the run.
+    pub step: u64,
+    /// The epoch (from 1) of the last step.
+    pub epoch: usize,
+    /// Steps of that epoch done, `1..=steps_in_epoch`; when equal, the epoch's training is
+    /// done and its evaluation comes next.
+    pub step_in_epoch: u64,
+    pub steps_in_epoch: u64,
+}
+
+/// Early-stopping bookkeeping: the best validation loss so far and the weights that made it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EarlyStopping {
+    /// Best validation loss and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// Epochs in a row since the best.
+    pub bad_epochs: usize,
+    /// The packed parameters after the best epoch (kept when `patience` is set).
+    pub best_params: Option<Vec<f32>>,
+}
+
+/// Everything needed to continue a run exactly where it was.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub position: Position,
+    /// Packed parameters, padding included.
+    pub params: Vec<f32>,
+    /// The optimizer state buffers, packed (empty for those the rule does not use).
+    pub state: [Vec<f32>; 2],
+    /// `[batch loss, loss sum, hits, rows]` of the epoch so far.
+    pub train_stats: Vec<f32>,
+    pub early: EarlyStopping,
 }
 
 /// An observer that ignores everything.
@@ -306,8 +437,24 @@ impl Observer for Silent {}
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitSummary {
     pub steps: u64,
+    /// The epochs finished by this call (a resumed run lacks those before the resume).
     pub epochs: Vec<EpochReport>,
+    /// The test evaluation of the final weights (the best epoch's, when restored).
     pub test: Evaluation,
+    /// The epoch of the best validation loss, when there is a validation set.
+    pub best_epoch: Option<usize>,
+    /// The epoch after which early stopping ended the run.
+    pub stopped_epoch: Option<usize>,
+    /// True when the observer stopped the run.
+    pub interrupted: bool,
+}
+
+/// The data sets of a run: training rows, optional held-out validation rows, test rows.
+#[derive(Clone, Copy, Debug)]
+pub struct FitData<'a> {
+    pub train: &'a Dataset,
+    pub val: Option<&'a Dataset>,
+    pub test: &'a Dataset,
 }
 
 /// The row order of `epoch` (from 1): shuffled from `(seed, epoch)` alone, so that any epoch's
@@ -342,26 +489,87 @@ pub async fn fit(
     options: &FitOptions,
     observer: &mut dyn Observer,
 ) -> Result<FitSummary> {
+    let data = FitData {
+        train,
+        val: None,
+        test,
+    };
+    fit_with(trainer, data, options, None, observer).await
+}
+
+/// As [`fit`], with an optional validation set (evaluated after every epoch; with
+/// `options.patience`, early stopping) and an optional snapshot to resume from. `epochs` and
+/// `max_steps` count the whole run, the steps before the snapshot included.
+pub async fn fit_with(
+    trainer: &mut Trainer,
+    data: FitData<'_>,
+    options: &FitOptions,
+    resume: Option<&Snapshot>,
+    observer: &mut dyn Observer,
+) -> Result<FitSummary> {
+    let train = data.train;
     if train.is_empty() {
         return Err(Error::Shape("training data set is empty".into()));
     }
     if options.batch_size == 0 {
         return Err(Error::Config("--batch-size must be at least 1".into()));
     }
+    if data.val.is_some_and(|v| v.is_empty()) {
+        return Err(Error::Shape("validation data set is empty".into()));
+    }
     let total = options.total_steps(train.len());
-    let mut epochs = Vec::new();
+    let per_epoch = options.steps_per_epoch(train.len());
+    let mut early = EarlyStopping::default();
+    // The first epoch to run and the steps of it already done.
+    let mut skip = 0;
+    let first = match resume {
+        Some(s) => {
+            let p = s.position;
+            let expected = (p.epoch as u64 - 1) * per_epoch + p.step_in_epoch;
+            if p.epoch == 0 || p.step != expected || p.step_in_epoch > per_epoch {
+                return Err(Error::Config(format!(
+                    "the snapshot's position (step {}, epoch {}, step {} of the epoch) does \
+                     not fit {per_epoch} steps per epoch",
+                    p.step, p.epoch, p.step_in_epoch
+                )));
+            }
+            trainer.restore(s)?;
+            early = s.early.clone();
+            skip = p.step_in_epoch;
+            p.epoch
+        }
+        None => 1,
+    };
+
+    let mut summary = FitSummary {
+        steps: 0,
+        epochs: Vec::new(),
+        test: Evaluation {
+            loss: f64::NAN,
+            accuracy: None,
+            rows: 0,
+        },
+        best_epoch: None,
+        stopped_epoch: None,
+        interrupted: false,
+    };
     let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let mut epoch = 0;
-    while trainer.steps_done() < total && epoch < options.epochs {
-        epoch += 1;
+    for epoch in first..=options.epochs {
+        let before = (epoch as u64 - 1) * per_epoch;
+        // Stop when the steps are used up, unless this epoch was trained but not evaluated.
+        if before >= total && !(epoch == first && skip > 0) {
+            break;
+        }
+        let steps_here = per_epoch.min(total.saturating_sub(before)).max(skip);
+        let skip_here = if epoch == first { skip } else { 0 };
+        observer.epoch_start(epoch, steps_here - skip_here);
+        if skip_here == 0 {
+            trainer.reset_train_loss();
+        }
         let order = epoch_order(train.len(), options.seed, epoch, options.shuffle);
-        let steps_here = options
-            .steps_per_epoch(train.len())
-            .min(total - trainer.steps_done());
-        observer.epoch_start(epoch, steps_here);
-        trainer.reset_train_loss();
         let mut samples = 0;
-        for chunk in order.chunks(options.batch_size).take(steps_here as usize) {
+        let chunks = order.chunks(options.batch_size).take(steps_here as usize);
+        for (i, chunk) in chunks.enumerate().skip(skip_here as usize) {
             gather(train, chunk, &mut x, &mut labels);
             let k = trainer.steps_done() + 1;
             let log = options.log_every > 0 && k % options.log_every == 0;
@@ -370,27 +578,73 @@ pub async fn fit(
                 observer.step(&StepReport { step: k, loss, lr });
             }
             samples += chunk.len();
+            let at = Position {
+                step: k,
+                epoch,
+                step_in_epoch: i as u64 + 1,
+                steps_in_epoch: steps_here,
+            };
+            let control = observer.after_step(&at);
+            if matches!(control, Control::Checkpoint | Control::CheckpointAndStop) {
+                let snapshot = trainer.snapshot(at, &early).await?;
+                observer.checkpoint(&snapshot)?;
+            }
+            if matches!(control, Control::Stop | Control::CheckpointAndStop) {
+                summary.interrupted = true;
+                break;
+            }
+        }
+        if summary.interrupted {
+            break;
         }
         let (train_loss, _) = trainer.train_loss().await?;
         observer.epoch_trained(epoch);
-        let eval = trainer.net.evaluate(test, options.eval_batch).await?;
+        let test = trainer.net.evaluate(data.test, options.eval_batch).await?;
+        let val = match data.val {
+            Some(v) => Some(trainer.net.evaluate(v, options.eval_batch).await?),
+            None => None,
+        };
         let report = EpochReport {
             epoch,
             train_loss,
-            test: eval,
-            steps: steps_here,
+            test,
+            val,
+            steps: steps_here - skip_here,
             samples,
         };
         observer.epoch_end(&report);
-        epochs.push(report);
+        summary.epochs.push(report);
+        if let Some(v) = val {
+            if early.best.is_none_or(|(best, _)| v.loss < best) {
+                early.best = Some((v.loss, epoch));
+                early.bad_epochs = 0;
+                if options.patience.is_some() {
+                    early.best_params = Some(trainer.net.read_packed().await?);
+                }
+            } else {
+                early.bad_epochs += 1;
+            }
+            if options.patience.is_some_and(|p| early.bad_epochs >= p) {
+                summary.stopped_epoch = Some(epoch);
+                break;
+            }
+        }
     }
-    let test = match epochs.last() {
-        Some(e) => e.test,
-        None => trainer.net.evaluate(test, options.eval_batch).await?,
+    summary.steps = trainer.steps_done();
+    summary.best_epoch = early.best.map(|(_, e)| e);
+
+    // Early stopping hands back the best epoch's weights, evaluated afresh.
+    let last = summary.epochs.last().map(|e| e.epoch);
+    let restored = match (&early.best_params, summary.interrupted) {
+        (Some(best), false) if options.patience.is_some() && summary.best_epoch != last => {
+            trainer.net.ctx.write(&trainer.net.params, 0, best);
+            true
+        }
+        _ => false,
     };
-    Ok(FitSummary {
-        steps: trainer.steps_done(),
-        epochs,
-        test,
-    })
+    summary.test = match summary.epochs.last() {
+        Some(e) if !restored => e.test,
+        _ => trainer.net.evaluate(data.test, options.eval_batch).await?,
+    };
+    Ok(summary)
 }

@@ -5,9 +5,11 @@
 
 use std::io::Write;
 
-/// Installs the logger: `info` by default, `debug` with -v, `trace` with -vv.
-pub fn init(verbose: u8) {
+/// Installs the logger: `info` by default, `debug` with -v, `trace` with -vv, `warn` with
+/// `--quiet` (whose final line is printed to stdout instead).
+pub fn init(verbose: u8, quiet: bool) {
     let level = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",

@@ -1,13 +1,18 @@
 //! Command-line definitions and dispatch to the subcommands.
 //!
 //! Exit status: 0 on success, 2 for invalid arguments or settings (clap's usage errors too),
-//! 1 for everything else (data, checkpoints, GPU).
+//! 130 for a training run stopped by Ctrl-C (after saving its checkpoint), 1 for everything
+//! else (data, checkpoints, GPU).
 
 pub mod bench;
+pub mod charts;
+pub mod compare;
 pub mod device;
+pub mod eval;
 pub mod info;
 pub mod layers;
 pub mod logging;
+pub mod plot;
 pub mod report;
 pub mod train;
 
@@ -28,18 +33,39 @@ pub struct Cli {
 pub enum Command {
     /// Train a model on MNIST (fetched into --data when missing).
     Train(Box<train::TrainArgs>),
+    /// Train one model once per optimizer and write CSVs, plots and a summary table.
+    Compare(Box<compare::CompareArgs>),
+    /// Test loss, accuracy and confusion matrix of a weights file (autoencoders: reconstructions).
+    Eval(Box<eval::EvalArgs>),
+    /// Loss and accuracy curves from a run's --metrics file, as PNG or SVG.
+    Plot(plot::PlotArgs),
     /// List every adapter wgpu finds, with the limits that matter for training.
     Info(info::InfoArgs),
     /// Measure kernels and training steps on this adapter.
     Bench(bench::BenchArgs),
 }
 
-/// Runs the parsed command; async work is blocked on here, at the binary's edge.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+impl Cli {
+    /// True when the command was given `--quiet`.
+    pub fn quiet(&self) -> bool {
+        match &self.command {
+            Command::Train(a) => a.quiet,
+            Command::Compare(a) => a.quiet,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the parsed command and returns its exit status; async work is blocked on here, at the
+/// binary's edge.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Train(args) => pollster::block_on(train::run(*args)),
-        Command::Info(args) => pollster::block_on(info::run(args)),
-        Command::Bench(args) => pollster::block_on(bench::run(args)),
+        Command::Compare(args) => pollster::block_on(compare::run(*args)),
+        Command::Eval(args) => pollster::block_on(eval::run(*args)),
+        Command::Plot(args) => plot::run(args),
+        Command::Info(args) => pollster::block_on(info::run(args)).map(|_| 0),
+        Command::Bench(args) => pollster::block_on(bench::run(args)).map(|_| 0),
     }
 }
 

@@ -3,18 +3,21 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use wgrad::checkpoint::RunInfo;
 use wgrad::data::{fetch, mnist};
 use wgrad::graph::Network;
-use wgrad::model::ModelSpec;
+use wgrad::model::{ModelSpec, ParamLayout};
 use wgrad::optim::{self, Kind, Schedule};
-use wgrad::train::{self, FitOptions, Trainer};
+use wgrad::train::{self, FitData, FitOptions, Trainer};
 use wgrad::{checkpoint, Error};
 
-use super::report::Reporter;
+use super::report::{Checkpoints, Reporter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModelArg {
@@ -124,7 +127,34 @@ pub struct TrainArgs {
     /// Adapter to use: a substring of its name [default: WGRAD_ADAPTER, then the best found].
     #[arg(long)]
     pub adapter: Option<String>,
+    /// Hold out the last N training images (after --train-limit) as a validation set,
+    /// evaluated after every epoch and not trained on.
+    #[arg(long)]
+    pub val: Option<usize>,
+    /// With --val: stop after P epochs in a row without a new best validation loss; the best
+    /// epoch's weights are restored (and are what --save writes).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Training checkpoint file (weights, optimizer state, position), written every
+    /// --checkpoint-every steps and on Ctrl-C [default on Ctrl-C: wgrad-checkpoint.safetensors].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints (0: only on Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// Continue the run saved in this training checkpoint (same flags as the run that wrote it).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print only the final line (and warnings and errors).
+    #[arg(short, long)]
+    pub quiet: bool,
 }
+
+/// Where Ctrl-C saves a checkpoint when no --checkpoint is given.
+pub const DEFAULT_CHECKPOINT: &str = "wgrad-checkpoint.safetensors";
+
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Turns the optimizer flags into a validated config, refusing flags that do not apply.
 pub fn optimizer_config(a: &TrainArgs) -> Result<optim::Config, Error> {
@@ -220,6 +250,20 @@ pub fn schedule(a: &TrainArgs) -> Result<Schedule, Error> {
 
 /// The model the flags describe.
 pub fn model_spec(a: &TrainArgs) -> Result<ModelSpec, Error> {
+    spec_from(a.model, a.layers.as_deref(), &a.hidden)
+}
+
+/// The model of `--model`, `--layers` and `--hidden`, its shapes checked.
+pub fn spec_from(
+    model: ModelArg,
+    layers: Option<&str>,
+    hidden: &[usize],
+) -> Result<ModelSpec, Error> {
+    let a = ModelFlags {
+        model,
+        layers,
+        hidden,
+    };
     if a.layers.is_some() && a.model != ModelArg::Custom {
         return Err(Error::Config(
             "--layers applies to --model custom only".into(),
@@ -232,11 +276,11 @@ pub fn model_spec(a: &TrainArgs) -> Result<ModelSpec, Error> {
         )));
     }
     let spec = match a.model {
-        ModelArg::Mlp => ModelSpec::mlp(mnist::DIM, &a.hidden, mnist::CLASSES),
+        ModelArg::Mlp => ModelSpec::mlp(mnist::DIM, a.hidden, mnist::CLASSES),
         ModelArg::Lenet5 => ModelSpec::lenet5(),
-        ModelArg::Autoencoder => ModelSpec::autoencoder(mnist::DIM, &a.hidden),
+        ModelArg::Autoencoder => ModelSpec::autoencoder(mnist::DIM, a.hidden),
         ModelArg::Custom => {
-            let text = a.layers.as_deref().ok_or_else(|| {
+            let text = a.layers.ok_or_else(|| {
                 Error::Config("--model custom needs --layers (a list or @FILE)".into())
             })?;
             super::layers::parse_model(text)?
@@ -247,37 +291,127 @@ pub fn model_spec(a: &TrainArgs) -> Result<ModelSpec, Error> {
     Ok(spec)
 }
 
-pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
+struct ModelFlags<'a> {
+    model: ModelArg,
+    layers: Option<&'a str>,
+    hidden: &'a [usize],
+}
+
+/// MNIST from `dir` (fetched when missing), the training rows cut to `limit`.
+pub fn load_mnist(dir: &std::path::Path, limit: Option<usize>) -> Result<mnist::Mnist, Error> {
+    fetch::ensure_mnist(dir)?;
+    let mut data = mnist::load(dir)?;
+    if let Some(n) = limit {
+        data.train = data.train.take(n);
+    }
+    Ok(data)
+}
+
+/// Runs `wgrad train`; returns the exit status (0, or [`EXIT_INTERRUPTED`] after Ctrl-C).
+pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     // Every setting is checked before anything slow happens.
     let config = optimizer_config(&a)?;
     let schedule = schedule(&a)?;
     let spec = model_spec(&a)?;
-    if a.batch_size == 0 {
-        return Err(Error::Config("--batch-size must be at least 1".into()).into());
+    let positive = [
+        ("--batch-size", Some(a.batch_size as u64)),
+        ("--epochs", Some(a.epochs as u64)),
+        ("--max-steps", a.max_steps),
+        ("--train-limit", a.train_limit.map(|n| n as u64)),
+        ("--val", a.val.map(|n| n as u64)),
+        ("--patience", a.patience.map(|n| n as u64)),
+    ];
+    for (flag, value) in positive {
+        if value == Some(0) {
+            return Err(Error::Config(format!("{flag} must be at least 1")).into());
+        }
     }
-    if a.epochs == 0 {
-        return Err(Error::Config("--epochs must be at least 1".into()).into());
+    if a.patience.is_some() && a.val.is_none() {
+        return Err(Error::Config(
+            "--patience needs --val N (the held-out images it watches)".into(),
+        )
+        .into());
     }
-    if a.max_steps == Some(0) {
-        return Err(Error::Config("--max-steps must be at least 1".into()).into());
+    if a.init.is_some() && a.resume.is_some() {
+        return Err(Error::Config(
+            "--init and --resume exclude each other: a checkpoint holds its own weights".into(),
+        )
+        .into());
     }
-    if a.train_limit == Some(0) {
-        return Err(Error::Config("--train-limit must be at least 1".into()).into());
+    if a.checkpoint_every > 0 && a.checkpoint.is_none() {
+        return Err(Error::Config("--checkpoint-every needs --checkpoint FILE".into()).into());
     }
-    if let Some(path) = &a.save {
+    for path in [&a.save, &a.checkpoint].into_iter().flatten() {
         checkpoint::check_writable(path)?;
     }
     let init = match &a.init {
-        Some(path) => Some(checkpoint::load(path)?),
+        Some(path) => Some(checkpoint::load_weights(path)?),
         None => None,
     };
 
-    fetch::ensure_mnist(&a.data)?;
-    let data = mnist::load(&a.data)?;
-    let train_set = match a.train_limit {
-        Some(n) => data.train.take(n),
-        None => data.train,
+    let data = load_mnist(&a.data, a.train_limit)?;
+    let (train_set, val_set) = match a.val {
+        Some(n) if n >= data.train.len() => {
+            return Err(Error::Config(format!(
+                "--val {n} leaves no training images: {} are loaded{}",
+                data.train.len(),
+                if a.train_limit.is_some() {
+                    " (after --train-limit)"
+                } else {
+                    ""
+                }
+            ))
+            .into())
+        }
+        Some(n) => {
+            let (train, val) = data.train.split_tail(n);
+            (train, Some(val))
+        }
+        None => (data.train.clone(), None),
+    };
+
+    let options = FitOptions {
+        epochs: a.epochs,
+        max_steps: a.max_steps,
+        batch_size: a.batch_size,
+        shuffle: !a.no_shuffle,
+        seed: a.seed,
+        log_every: a.log_every,
+        patience: a.patience,
+        ..FitOptions::default()
+    };
+    let total = options.total_steps(train_set.len());
+    let run_info = RunInfo {
+        format: checkpoint::TRAINING_FORMAT,
+        model: spec.describe(),
+        optimizer: config.clone(),
+        schedule,
+        total_steps: total,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        shuffle: options.shuffle,
+        train_rows: train_set.len(),
+        val_rows: val_set.as_ref().map_or(0, |v| v.len()),
+        patience: a.patience,
+    };
+    // A checkpoint is checked against this run before the GPU is touched.
+    let resume = match &a.resume {
+        Some(path) => {
+            let layout = ParamLayout::new(&spec.resolve()?);
+            let (written, snapshot) = checkpoint::load_training(path, &layout)?;
+            let diffs = written.differences(&run_info);
+            if !diffs.is_empty() {
+                return Err(Error::Config(format!(
+                    "cannot resume from {}: {}",
+                    path.display(),
+                    diffs.join("; ")
+                ))
+                .into());
+            }
+            Some(snapshot)
+        }
+        None => None,
     };
 
     let ctx = super::device::open(a.adapter.clone()).await?;
@@ -287,54 +421,107 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
         net.load_state_dict(tensors)
             .map_err(|e| Error::checkpoint(path, e.to_string()))?;
     }
-
-    let options = FitOptions {
-        epochs: a.epochs,
-        max_steps: a.max_steps,
-        batch_size: a.batch_size,
-        shuffle: !a.no_shuffle,
-        seed: a.seed,
-        log_every: a.log_every,
-        ..FitOptions::default()
-    };
-    let total = options.total_steps(train_set.len());
     let mut trainer = Trainer::new(net, config.clone(), schedule, total).await?;
 
-    log::info!("wgrad train");
-    for (k, v) in [
-        ("adapter", ctx.adapter_name()),
-        ("model", spec.describe()),
-        ("parameters", trainer.net.layout().count().to_string()),
-        ("optimizer", describe_optimizer(&config)),
-        ("schedule", schedule.name().to_string()),
-        ("batch size", a.batch_size.to_string()),
-        (
-            "data",
-            format!("{} train, {} test rows", train_set.len(), data.test.len()),
-        ),
-        (
-            "steps",
-            match a.max_steps {
-                Some(m) if m <= total => format!("{total} (--max-steps)"),
-                _ => format!("{total} ({} epochs)", a.epochs),
-            },
-        ),
-        ("seed", a.seed.to_string()),
-    ] {
-        log::info!("  {k:<11} {v}");
+    if !a.quiet {
+        log::info!("wgrad train");
+        let mut data_text = format!("{} train, {} test rows", train_set.len(), data.test.len());
+        if let Some(v) = &val_set {
+            data_text += &format!(
+                ", {} validation rows (the last of the training set)",
+                v.len()
+            );
+        }
+        for (k, v) in [
+            ("adapter", ctx.adapter_name()),
+            ("model", spec.describe()),
+            ("parameters", trainer.net.layout().count().to_string()),
+            ("optimizer", describe_optimizer(&config)),
+            ("schedule", schedule.name().to_string()),
+            ("batch size", a.batch_size.to_string()),
+            ("data", data_text),
+            (
+                "steps",
+                match a.max_steps {
+                    Some(m) if m <= total => format!("{total} (--max-steps)"),
+                    _ => format!("{total} ({} epochs)", a.epochs),
+                },
+            ),
+            ("seed", a.seed.to_string()),
+        ] {
+            log::info!("  {k:<11} {v}");
+        }
+        if let (Some(s), Some(p)) = (&resume, &a.resume) {
+            log::info!(
+                "  resume      step {} (epoch {}, step {} of it) from {}",
+                s.position.step,
+                s.position.epoch,
+                s.position.step_in_epoch,
+                p.display()
+            );
+        }
     }
 
-    let mut reporter = Reporter::new(a.metrics.as_deref(), total)?;
-    let summary = train::fit(
+    // Ctrl-C asks the loop to save a checkpoint and stop after the current step; a second
+    // Ctrl-C quits at once.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+        eprintln!("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = handler {
+        log::warn!("Ctrl-C will not save a checkpoint: {e}");
+    }
+    let checkpoint_path = a
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CHECKPOINT));
+    let checkpoints = Checkpoints {
+        path: checkpoint_path.clone(),
+        every: if a.checkpoint.is_some() {
+            a.checkpoint_every
+        } else {
+            0
+        },
+        run: run_info,
+        layout: trainer.net.layout().clone(),
+        interrupt,
+    };
+
+    let mut reporter = Reporter::new(a.metrics.as_deref(), total, resume.is_some(), a.quiet)?
+        .batch_size(a.batch_size)
+        .checkpoints(Some(checkpoints));
+    let fit_data = FitData {
+        train: &train_set,
+        val: val_set.as_ref(),
+        test: &data.test,
+    };
+    let summary = train::fit_with(
         &mut trainer,
-        &train_set,
-        &data.test,
+        fit_data,
         &options,
+        resume.as_ref(),
         &mut reporter,
     )
     .await?;
     super::device::save_cache(&ctx);
     reporter.finish(&summary, started.elapsed().as_secs_f64())?;
+
+    if summary.interrupted {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        log::warn!(
+            "resume with: wgrad {} --resume {}",
+            without_resume(&args).join(" "),
+            checkpoint_path.display()
+        );
+        if a.save.is_some() {
+            log::warn!("--save skipped: the run did not finish");
+        }
+        return Ok(EXIT_INTERRUPTED);
+    }
 
     if let Some(path) = &a.save {
         let tensors = trainer.net.state_dict().await?;
@@ -342,14 +529,35 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<()> {
         meta.insert("model".to_string(), spec.describe());
         meta.insert("optimizer".to_string(), config.kind.name().to_string());
         meta.insert("steps".to_string(), summary.steps.to_string());
+        if let Some(e) = summary.best_epoch.filter(|_| a.patience.is_some()) {
+            meta.insert("epoch".to_string(), e.to_string());
+        }
         checkpoint::save(path, &tensors, &meta)
             .with_context(|| format!("saving the weights to {}", path.display()))?;
-        log::info!("saved weights to {}", path.display());
+        if !a.quiet {
+            log::info!("saved weights to {}", path.display());
+        }
     }
-    Ok(())
+    Ok(0)
 }
 
-fn describe_optimizer(c: &optim::Config) -> String {
+/// The command line without any `--resume FILE` (or `--resume=FILE`) it had.
+fn without_resume(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for arg in args {
+        if skip {
+            skip = false;
+        } else if arg == "--resume" {
+            skip = true;
+        } else if !arg.starts_with("--resume=") {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+pub fn describe_optimizer(c: &optim::Config) -> String {
     let mut s = format!("{} lr {}", c.kind.name(), c.lr);
     match c.kind {
         Kind::Sgd => {
