@@ -548,7 +548,7 @@ fn on_ctrl_c() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)");
+        log::warn!("Ctrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)");
     });
     if let Err(e) = handler {
         log::warn!("Ctrl-C will not save a checkpoint: {e}");
