@@ -416,6 +416,21 @@ pub struct EarlyStopping {
     pub best_params: Option<Vec<f32>>,
 }
 
+impl EarlyStopping {
+    /// Takes epoch `epoch`'s validation loss; returns true when it is a new best (strictly
+    /// lower), which resets the count of epochs without one.
+    pub fn record(&mut self, epoch: usize, loss: f64) -> bool {
+        if self.best.is_none_or(|(best, _)| loss < best) {
+            self.best = Some((loss, epoch));
+            self.bad_epochs = 0;
+            true
+        } else {
+            self.bad_epochs += 1;
+            false
+        }
+    }
+}
+
 /// Everything needed to continue a run exactly where it was.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -615,14 +630,8 @@ pub async fn fit_with(
         observer.epoch_end(&report);
         summary.epochs.push(report);
         if let Some(v) = val {
-            if early.best.is_none_or(|(best, _)| v.loss < best) {
-                early.best = Some((v.loss, epoch));
-                early.bad_epochs = 0;
-                if options.patience.is_some() {
-                    early.best_params = Some(trainer.net.read_packed().await?);
-                }
-            } else {
-                early.bad_epochs += 1;
+            if early.record(epoch, v.loss) && options.patience.is_some() {
+                early.best_params = Some(trainer.net.read_packed().await?);
             }
             if options.patience.is_some_and(|p| early.bad_epochs >= p) {
                 summary.stopped_epoch = Some(epoch);
@@ -647,4 +656,35 @@ pub async fn fit_with(
         _ => trainer.net.evaluate(data.test, options.eval_batch).await?,
     };
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a strictly lower loss is a new best; every other epoch counts towards patience.
+    #[test]
+    fn early_stopping_counts_epochs_without_a_new_best() {
+        let mut e = EarlyStopping::default();
+        let losses = [0.5, 0.4, 0.4, 0.45, 0.3, 0.31];
+        let news: Vec<bool> = losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| e.record(i + 1, l))
+            .collect();
+        assert_eq!(news, [true, true, false, false, true, false]);
+        assert_eq!((e.best, e.bad_epochs), (Some((0.3, 5)), 1));
+    }
+
+    /// Each epoch's order is a permutation drawn from (seed, epoch) alone.
+    #[test]
+    fn epoch_orders_depend_on_seed_and_epoch_only() {
+        let a = epoch_order(100, 7, 3, true);
+        assert_eq!(a, epoch_order(100, 7, 3, true));
+        assert_ne!(a, epoch_order(100, 7, 4, true));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(epoch_order(5, 7, 3, false), [0, 1, 2, 3, 4]);
+    }
 }

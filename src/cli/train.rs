@@ -397,20 +397,7 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
     };
     // A checkpoint is checked against this run before the GPU is touched.
     let resume = match &a.resume {
-        Some(path) => {
-            let layout = ParamLayout::new(&spec.resolve()?);
-            let (written, snapshot) = checkpoint::load_training(path, &layout)?;
-            let diffs = written.differences(&run_info);
-            if !diffs.is_empty() {
-                return Err(Error::Config(format!(
-                    "cannot resume from {}: {}",
-                    path.display(),
-                    diffs.join("; ")
-                ))
-                .into());
-            }
-            Some(snapshot)
-        }
+        Some(path) => Some(load_resume(path, &spec, &run_info)?),
         None => None,
     };
 
@@ -462,19 +449,7 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
         }
     }
 
-    // Ctrl-C asks the loop to save a checkpoint and stop after the current step; a second
-    // Ctrl-C quits at once.
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    let handler = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(EXIT_INTERRUPTED as i32);
-        }
-        eprintln!("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)");
-    });
-    if let Err(e) = handler {
-        log::warn!("Ctrl-C will not save a checkpoint: {e}");
-    }
+    let interrupt = on_ctrl_c();
     let checkpoint_path = a
         .checkpoint
         .clone()
@@ -539,6 +514,43 @@ pub async fn run(a: TrainArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The training checkpoint at `path`, refused unless it was written by a run with the same
+/// settings as `run` (the message lists every difference).
+fn load_resume(
+    path: &std::path::Path,
+    spec: &ModelSpec,
+    run: &RunInfo,
+) -> Result<train::Snapshot, Error> {
+    let layout = ParamLayout::new(&spec.resolve()?);
+    let (written, snapshot) = checkpoint::load_training(path, &layout)?;
+    let diffs = written.differences(run);
+    if !diffs.is_empty() {
+        return Err(Error::Config(format!(
+            "cannot resume from {}: {}",
+            path.display(),
+            diffs.join("; ")
+        )));
+    }
+    Ok(snapshot)
+}
+
+/// A flag that Ctrl-C sets, asking the loop to save a checkpoint and stop after the current
+/// step; a second Ctrl-C quits at once.
+fn on_ctrl_c() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+        log::warn!("Ctrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = handler {
+        log::warn!("Ctrl-C will not save a checkpoint: {e}");
+    }
+    interrupt
 }
 
 /// The command line without any `--resume FILE` (or `--resume=FILE`) it had.
