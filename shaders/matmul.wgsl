@@ -19,7 +19,7 @@
 // is in bounds and no branch sits in the inner loop.
 //
 // Workgroup 16x8 covers a 32-row x 64-column tile of C; the host's ceil-div dispatch in
-// src/kernels/matmul.rs uses TILE_M = 32 and TILE_N = 64 and must change with the workgroup
+// src/kernels/matmul/mod.rs uses TILE_M = 32 and TILE_N = 64 and must change with the workgroup
 // size (16, 8) and the block TM x TN (4 x 4) here and in matmul_vec4.wgsl.
 // No workgroup memory: on llvmpipe it made every variant slower (shared/notes measurements).
 

@@ -12,16 +12,16 @@
 // vec4s, a_cs the number of steps of four k, b_cs the texel columns of B.
 // matmul_common.wgsl, compiled first, has the parameter block, C and the epilogue.
 //
-// Invocation `li` of workgroup (x, y) computes the 8x8 block at rows 8 (8y + li / 8) .., columns
-// 8 (8x + li % 8) ..: a 64-invocation workgroup covers a 64x64 tile of C (BLOCK8_TILE in
+// Invocation `li` of workgroup (x, y) computes the 8x8 block at rows 8 (8y + li / 8) .., columns 8
+// (8x + li % 8) ..: a 64-invocation workgroup covers a 64x64 tile of C (BLOCK8_TILE in
 // src/kernels/matmul/mod.rs); the wide and tall layouts (matmul_common.wgsl) make it 8x512 or
-// 512x8, so that a C of a few rows or columns does not leave most invocations idle. With
-// split-K, workgroup z sums only its slice of the k steps. Per step of four k it loads 8 A texels and 8 B texels and does 64
-// vec4 FMAs, so it does 4 FMAs per loaded component where the 4x4 kernels do 2; the matmul_sg
-// entry point (matmul_block8_sg.wgsl) also shares the A texels across lanes. The k loop runs in
-// ascending order, so sums are deterministic. Rows and columns past the edge are clamped on
-// load and dropped on store. 1-D workgroup because subgroup builtins require one; no workgroup
-// memory, which made every variant slower on llvmpipe (shared/notes measurements).
+// 512x8, so that a C of a few rows or columns does not leave most invocations idle. With split-K,
+// workgroup z sums only its slice of the k steps. Per step of four k it loads 8 A texels and 8 B
+// texels and does 64 vec4 FMAs, so it does 4 FMAs per loaded component where the 4x4 kernels do 2;
+// the `sg` entry point (matmul_block8_sg.wgsl, 8x4 blocks) shares the A texels across lanes. The k
+// loop runs in ascending order, so sums are deterministic. Rows and columns past the edge are
+// clamped on load and dropped on store. 1-D workgroup because subgroup builtins require one; no
+// workgroup memory, which made every variant slower on llvmpipe (shared/notes measurements).
 
 // Every invocation loads its own eight A texels per step. The block is written out as 16 named
 // accumulators, not arrays or structs behind pointers, so that the shader compiler keeps it in

@@ -1,5 +1,5 @@
 // Shared by matmul.wgsl and matmul_vec4.wgsl, which the host appends to this file before
-// compiling (src/kernels/matmul.rs): the parameter block, the output bindings and the epilogue.
+// compiling (src/kernels/matmul/mod.rs): the parameter block, the output bindings and the epilogue.
 //
 // C[i, j] = c[c_off + i * c_rs + j], row-major; it is overwritten, never accumulated into.
 // Epilogue, by bits of `flags`, applied in this order:

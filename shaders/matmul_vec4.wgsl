@@ -9,7 +9,7 @@
 //       (grad_w dW = dY^T X: one vec4 of A and one of B give a 4x4 outer product per k)
 //   nn  C[i, j] = sum_k A[i, k] B[k, j]   A [m, k] scalar loads, B [k, n] vec4 along j
 //       (grad_x dX = dY W)
-// Requirements, checked by the host (src/kernels/matmul.rs) before it picks an entry point:
+// Requirements, checked by the host (src/kernels/matmul/mod.rs) before it picks an entry point:
 // every offset and row stride that is read as vec4 is a multiple of 4, and so is the vec4
 // dimension (k for nt; m and n for tn; n for nn). `a_rs`, `b_rs`, `a_off`, `b_off` below count
 // vec4s where the operand is read as vec4, floats otherwise.
@@ -19,7 +19,7 @@
 // CPU reference.
 //
 // Invocation (x, y) computes the 4x4 block at rows 4y.., columns 4x..; workgroup 16x8 covers
-// 32x64 of C, as in matmul.wgsl (TILE_M, TILE_N in src/kernels/matmul.rs).
+// 32x64 of C, as in matmul.wgsl (TILE_M, TILE_N in src/kernels/matmul/mod.rs).
 
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;

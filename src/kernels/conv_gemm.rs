@@ -77,8 +77,9 @@ pub enum Method {
 /// else the products with block8-sg where the adapter has subgroups, block8 otherwise; direct
 /// when the im2col buffer would exceed the adapter's binding limit.
 ///
-/// TODO: time the methods per shape as matmul::choose does; on llvmpipe the products are 5-10x
-/// faster than the direct loops for LeNet-5's shapes, so the static order is right there.
+/// TODO: time the methods per shape as matmul::choose does. On llvmpipe the products make a
+/// LeNet-5 training step 2x faster than the direct loops, so the static order is right there,
+/// but it is not measured per adapter.
 pub fn choose(ctx: &Context, shape: ConvShape) -> Method {
     let (r, _) = rows(shape);
     let too_big =
