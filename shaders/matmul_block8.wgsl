@@ -23,13 +23,10 @@
 // clamped on load and dropped on store. 1-D workgroup because subgroup builtins require one; no
 // workgroup memory, which made every variant slower on llvmpipe (shared/notes measurements).
 
-// Every invocation loads its own eight A texels per step. The block is written out as 16 named
-// accumulators, not arrays or structs behind pointers, so that the shader compiler keeps it in
-// registers (the struct form ran 4x slower on llvmpipe).
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-    // Block coordinates by layout (see matmul_common.wgsl), in blocks of 8 rows and 8 columns.
+// The first row and column of the block invocation `li` of workgroup `wid` computes, for
+// blocks of 8 rows and `cols` columns, by p.block_layout (matmul_common.wgsl). Shared with the
+// sg entry point (matmul_block8_sg.wgsl).
+fn block_origin(wid: vec3<u32>, li: u32, cols: u32) -> vec2<u32> {
     var rb = wid.y * 8u + li / 8u;
     var cb = wid.x * 8u + li % 8u;
     if (p.block_layout == 1u) {
@@ -39,14 +36,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         rb = wid.y * 64u + li;
         cb = wid.x;
     }
-    let row0 = rb * 8u;
-    let col0 = cb * 8u;
-    // Split-K: this workgroup's slice of the k steps, and where its partial sums go.
-    let q0 = wid.z * p.k_per_split;
-    let q1 = min(p.a_cs, q0 + p.k_per_split);
+    return vec2<u32>(rb * 8u, cb * cols);
+}
+
+// Split-K: the k steps [x, y) of slice z; points this invocation's stores at the slice's rows
+// of partial sums when the product is split.
+fn k_slice(z: u32) -> vec2<u32> {
+    let q0 = z * p.k_per_split;
     if (p.split > 1u) {
-        c_base = wid.z * p.m * p.n;
+        c_base = z * p.m * p.n;
     }
+    return vec2<u32>(q0, min(p.a_cs, q0 + p.k_per_split));
+}
+
+// Every invocation loads its own eight A texels per step. The block is written out as 16 named
+// accumulators, not arrays or structs behind pointers, so that the shader compiler keeps it in
+// registers (the struct form ran 4x slower on llvmpipe).
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let origin = block_origin(wid, li, 8u);
+    let row0 = origin.x;
+    let col0 = origin.y;
+    let slice = k_slice(wid.z);
+    let q0 = slice.x;
+    let q1 = slice.y;
     // Whole invocations past the edge still run (the sg entry needs every lane); they clamp.
     let last = p.m - 1u;
     let y0 = min(row0, last);

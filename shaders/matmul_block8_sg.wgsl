@@ -19,24 +19,12 @@
 fn sg(@builtin(workgroup_id) wid: vec3<u32>,
       @builtin(local_invocation_index) li: u32,
       @builtin(subgroup_invocation_id) lane: u32) {
-    // Block coordinates by layout (see matmul_common.wgsl), in blocks of 8 rows and 4 columns.
-    var rb = wid.y * 8u + li / 8u;
-    var cb = wid.x * 8u + li % 8u;
-    if (p.block_layout == 1u) {
-        rb = wid.y;
-        cb = wid.x * 64u + li;
-    } else if (p.block_layout == 2u) {
-        rb = wid.y * 64u + li;
-        cb = wid.x;
-    }
-    let row0 = rb * 8u;
-    let col0 = cb * 4u;
-    // Split-K: this workgroup's slice of the k steps, and where its partial sums go.
-    let q0 = wid.z * p.k_per_split;
-    let q1 = min(p.a_cs, q0 + p.k_per_split);
-    if (p.split > 1u) {
-        c_base = wid.z * p.m * p.n;
-    }
+    let origin = block_origin(wid, li, 4u);
+    let row0 = origin.x;
+    let col0 = origin.y;
+    let slice = k_slice(wid.z);
+    let q0 = slice.x;
+    let q1 = slice.y;
     let mine = min(row0 + li % 8u, p.m - 1u);
     let base = lane & ~7u;
     let bx = min(col0 / 4u, p.b_cs - 1u);

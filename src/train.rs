@@ -149,28 +149,13 @@ impl Trainer {
         want_loss: bool,
     ) -> Result<Option<f32>> {
         let rows = labels.len();
-        self.net.ensure_plan(rows).await?;
-        self.net.upload(rows, x, labels)?;
+        self.prepare_step(x, labels).await?;
         let ctx = &self.net.ctx;
-
-        let lr = self.lr_at(self.step);
-        let params =
-            self.config
-                .step_params(self.step + 1, lr, self.net.layout().len, self.row_stride);
-        ctx.write(&self.uniform, 0, &[params]);
-
-        let plan = self.net.plan(rows);
+        let dispatches = self.step_dispatches(rows);
         let stats = &self.net.train_stats;
         let (index, staging) = ctx
             .submit("running a training step", |encoder| {
-                kernels::record_all(
-                    encoder,
-                    plan.forward
-                        .iter()
-                        .chain([&plan.loss_train])
-                        .chain(plan.backward.iter())
-                        .chain([&self.update]),
-                );
+                kernels::record_all(encoder, dispatches);
                 want_loss.then(|| ctx.copy_to_staging(encoder, stats, 0, 4))
             })
             .await?;

@@ -120,10 +120,19 @@ fn check_conv(ctx: &Context, s: ConvShape) {
     }
 }
 
-#[test]
-fn conv2d_and_gradients_match_reference() {
-    let Some(ctx) = context() else { return };
-    let shape = |n, ic, h, w, oc, kh, kw, stride, pad| ConvShape {
+#[allow(clippy::too_many_arguments)]
+fn shape(
+    n: usize,
+    ic: usize,
+    h: usize,
+    w: usize,
+    oc: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvShape {
+    ConvShape {
         n,
         ic,
         h,
@@ -133,15 +142,25 @@ fn conv2d_and_gradients_match_reference() {
         kw,
         stride,
         pad,
-    };
-    for s in [
+    }
+}
+
+/// The convolutions both implementations are checked on.
+fn conv_shapes() -> [ConvShape; 6] {
+    [
         shape(3, 2, 11, 9, 5, 3, 4, 2, 1), // odd sizes, non-square kernel, stride 2, padding
         shape(2, 3, 8, 8, 4, 3, 3, 1, 0),  // no padding
         shape(1, 1, 5, 7, 2, 5, 5, 3, 2),  // stride 3 with padding 2
         shape(2, 2, 1, 3, 3, 5, 5, 1, 2),  // kernel wider than the image: taps in the padding
         shape(2, 1, 28, 28, 6, 5, 5, 1, 2), // LeNet-5 conv1
         shape(2, 6, 14, 14, 16, 5, 5, 1, 0), // LeNet-5 conv2
-    ] {
+    ]
+}
+
+#[test]
+fn conv2d_and_gradients_match_reference() {
+    let Some(ctx) = context() else { return };
+    for s in conv_shapes() {
         check_conv(&ctx, s);
     }
     assert!(
@@ -376,26 +395,8 @@ fn check_conv_gemm(ctx: &Context, variant: Variant, s: ConvShape) {
 #[test]
 fn conv2d_as_matrix_products_matches_reference() {
     let Some(ctx) = context() else { return };
-    let shape = |n, ic, h, w, oc, kh, kw, stride, pad| ConvShape {
-        n,
-        ic,
-        h,
-        w,
-        oc,
-        kh,
-        kw,
-        stride,
-        pad,
-    };
     for variant in [Variant::Block8, Variant::Block8Sg] {
-        for s in [
-            shape(3, 2, 11, 9, 5, 3, 4, 2, 1),
-            shape(2, 3, 8, 8, 4, 3, 3, 1, 0),
-            shape(1, 1, 5, 7, 2, 5, 5, 3, 2),
-            shape(2, 2, 1, 3, 3, 5, 5, 1, 2),
-            shape(2, 1, 28, 28, 6, 5, 5, 1, 2),
-            shape(2, 6, 14, 14, 16, 5, 5, 1, 0),
-        ] {
+        for s in conv_shapes() {
             check_conv_gemm(&ctx, variant, s);
         }
     }

@@ -163,6 +163,8 @@ async fn profile_matmul(ctx: &Context, variant: matmul::Variant, n: usize) -> an
     )
     .await?;
     let refs: Vec<_> = list.iter().collect();
+    // A first run, not reported: it includes compiling the shaders on adapters that compile at
+    // first use.
     wgrad::profile::time_dispatches(ctx, &refs).await?;
     if let Some(times) = wgrad::profile::time_dispatches(ctx, &refs).await? {
         for k in times {

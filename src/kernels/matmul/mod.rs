@@ -834,21 +834,20 @@ async fn launch_block8(
             "matmul {shape:?}: a {gx} x {gy} grid exceeds {max} workgroups per dimension"
         )));
     }
+    // steps >= 1 (a_cs is at least one texel).
     let steps = p.a_cs as usize;
-    let mut split = 1;
-    if gx * gy < 16 && steps >= 32 {
-        split = (32usize.div_ceil(gx * gy)).min(steps / 16).max(1);
-    }
-    let per = steps.div_ceil(split);
-    split = steps.div_ceil(per.max(1)).max(1);
-    let part_bytes = (4 * split * shape.m * shape.n) as u64;
-    if split > 1 && part_bytes > ctx.max_binding_bytes() {
-        split = 1;
-    }
-    let per = steps.div_ceil(split);
+    let wanted = if gx * gy < 16 && steps >= 32 {
+        32usize.div_ceil(gx * gy).min(steps / 16)
+    } else {
+        1
+    };
+    let fits = (4 * wanted * shape.m * shape.n) as u64 <= ctx.max_binding_bytes();
+    let per = steps.div_ceil(if fits { wanted } else { 1 });
+    // Equal slices of `per` steps; the last may be shorter.
+    let split = steps.div_ceil(per);
     p.block_layout = layout;
     p.split = split as u32;
-    p.k_per_split = per.max(1) as u32;
+    p.k_per_split = per as u32;
 
     let kernel = ctx.pipelines().get(ctx, &block8_source(variant)).await?;
     let groups = [gx as u32, gy as u32, split as u32];
