@@ -18,14 +18,13 @@
 // 512x8, so that a C of a few rows or columns does not leave most invocations idle. With split-K,
 // workgroup z sums only its slice of the k steps. Per step of four k it loads 8 A texels and 8 B
 // texels and does 64 vec4 FMAs, so it does 4 FMAs per loaded component where the 4x4 kernels do 2;
-// the `sg` entry point (matmul_block8_sg.wgsl, 8x4 blocks) shares the A texels across lanes. The k
-// loop runs in ascending order, so sums are deterministic. Rows and columns past the edge are
-// clamped on load and dropped on store. 1-D workgroup because subgroup builtins require one; no
-// workgroup memory, which made every variant slower on llvmpipe (shared/notes measurements).
+// the `sg` entry points (matmul_block8_sg.wgsl, 16x8 blocks) share the A texels across lanes.
+// The k loop runs in ascending order, so sums are deterministic. Rows and columns past the edge
+// are clamped on load and dropped on store. 1-D workgroup, as the sg file needs; no workgroup
+// memory, which made every variant slower on llvmpipe (shared/notes measurements).
 
 // The first row and column of the block invocation `li` of workgroup `wid` computes, for
-// blocks of 8 rows and `cols` columns, by p.block_layout (matmul_common.wgsl). Shared with the
-// sg entry point (matmul_block8_sg.wgsl).
+// blocks of 8 rows and `cols` columns, by p.block_layout (matmul_common.wgsl).
 fn block_origin(wid: vec3<u32>, li: u32, cols: u32) -> vec2<u32> {
     var rb = wid.y * 8u + li / 8u;
     var cb = wid.x * 8u + li % 8u;
@@ -61,7 +60,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let slice = k_slice(wid.z);
     let q0 = slice.x;
     let q1 = slice.y;
-    // Whole invocations past the edge still run (the sg entry needs every lane); they clamp.
+    // Invocations past the edge clamp their loads and drop their stores.
     let last = p.m - 1u;
     let y0 = min(row0, last);
     let y1 = min(row0 + 1u, last);

@@ -203,6 +203,8 @@ fn block8_matmuls_match_reference() {
             (130, 150, 67),
             (64, 10, 128),
             (36, 68, 44),
+            // Wide layout over two workgroups of columns (n > 256) and two block rows of 16.
+            (20, 300, 132),
         ];
         for dims in shapes {
             for offsets in [(3, 5, 7), (4, 8, 8)] {

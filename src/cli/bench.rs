@@ -36,10 +36,12 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// GFLOP/s of every matmul variant on n x n x n products.
+    /// GFLOP/s of every matmul variant on n x n x n products, or m x k times k x n ones.
     Matmul {
-        #[arg(long, value_delimiter = ',', default_value = "256,512,1024,2048")]
-        sizes: Vec<usize>,
+        /// Sizes: `n` for a square product, `MxNxK` for C[M, N] = A[M, K] B[K, N].
+        #[arg(long, value_delimiter = ',', default_value = "256,512,1024,2048",
+              value_parser = parse_size)]
+        sizes: Vec<Shape>,
         /// Also print each dispatch's GPU time (packing and product) per variant.
         #[arg(long)]
         profile: bool,
@@ -96,53 +98,80 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     result
 }
 
+/// `n` (square) or `MxNxK`, each at least 1.
+fn parse_size(s: &str) -> Result<Shape, String> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse().ok().filter(|&v| v > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("`{s}`: expected a size n >= 1 or MxNxK"))?;
+    match dims[..] {
+        [n] => Ok(Shape { m: n, n, k: n }),
+        [m, n, k] => Ok(Shape { m, n, k }),
+        _ => Err(format!("`{s}`: expected a size n >= 1 or MxNxK")),
+    }
+}
+
 async fn bench_matmul(
     ctx: &Context,
-    sizes: &[usize],
+    sizes: &[Shape],
     profile: bool,
     json: bool,
 ) -> anyhow::Result<()> {
     let adapter = ctx.adapter_name();
-    for &n in sizes {
-        anyhow::ensure!(n > 0, "--sizes: a size must be at least 1");
-        let shape = Shape { m: n, n, k: n };
-        let (a, b) = (Operand::row_major(0, n), Operand::row_major(0, n));
+    for &shape in sizes {
+        let Shape { m, n, k } = shape;
+        let square = m == n && n == k;
+        let label = if square {
+            format!("n={n}")
+        } else {
+            format!("{m}x{n}x{k}")
+        };
+        // Both operands row-major and dense.
+        let (a, b) = (Operand::row_major(0, k), Operand::row_major(0, n));
         // About half a second of timing per variant and size.
         let timings = matmul::time_variants(ctx, shape, a, b, 0.5).await?;
         let chosen = matmul::known_choice(ctx, shape, a, b)
             .unwrap_or_else(|| matmul::record_choice(ctx, shape, a, b, &timings));
         for t in &timings {
-            let gflops = 2.0 * (n as f64).powi(3) / t.seconds / 1e9;
+            let gflops = 2.0 * (m * n * k) as f64 / t.seconds / 1e9;
             let is_chosen = t.variant == chosen;
             if json {
-                let line = json!({"bench": "matmul", "n": n, "variant": t.variant.name(),
+                let mut line = json!({"bench": "matmul", "n": n, "variant": t.variant.name(),
                     "gflops": gflops, "ms": t.seconds * 1e3, "chosen": is_chosen,
                     "adapter": adapter});
+                if !square {
+                    line["m"] = json!(m);
+                    line["k"] = json!(k);
+                }
                 println!("{line}");
             } else {
                 println!(
-                    "matmul n={n:<5} {:<10} {gflops:8.2} GFLOP/s {:10.3} ms{}",
+                    "matmul {label:<12} {:<10} {gflops:8.2} GFLOP/s {:10.3} ms{}",
                     t.variant.name(),
                     t.seconds * 1e3,
                     if is_chosen { "  (chosen)" } else { "" }
                 );
             }
             if profile {
-                profile_matmul(ctx, t.variant, n).await?;
+                profile_matmul(ctx, t.variant, shape).await?;
             }
         }
     }
     Ok(())
 }
 
-/// The GPU time of each dispatch of one n x n x n product in `variant`.
-async fn profile_matmul(ctx: &Context, variant: matmul::Variant, n: usize) -> anyhow::Result<()> {
-    let shape = Shape { m: n, n, k: n };
-    let op = Operand::row_major(0, n);
+/// The GPU time of each dispatch of one product of `shape` in `variant`.
+async fn profile_matmul(
+    ctx: &Context,
+    variant: matmul::Variant,
+    shape: Shape,
+) -> anyhow::Result<()> {
+    let Shape { m, n, k } = shape;
     let (a, b, c) = (
-        ctx.storage("a", n * n)?,
-        ctx.storage("b", n * n)?,
-        ctx.storage("c", n * n)?,
+        ctx.storage("a", m * k)?,
+        ctx.storage("b", k * n)?,
+        ctx.storage("c", m * n)?,
     );
     let buffers = matmul::Buffers {
         a: &a,
@@ -155,8 +184,8 @@ async fn profile_matmul(ctx: &Context, variant: matmul::Variant, n: usize) -> an
         ctx,
         variant,
         shape,
-        op,
-        op,
+        Operand::row_major(0, k),
+        Operand::row_major(0, n),
         (0, n),
         Default::default(),
         buffers,
