@@ -128,3 +128,14 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     param[i] = w + (-p.step_size) * m / denom;
 }
+
+// Not an update: param = grad, vec4 for vec4 over the same grid, for `wgrad bench optim` to set
+// the updates' GB/s beside the adapter's shader copy ceiling (8 bytes per element moved).
+@compute @workgroup_size(256)
+fn copy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if (i >= p.len4) {
+        return;
+    }
+    param[i] = grad[i];
+}

@@ -134,4 +134,5 @@ fn train_and_optim_benches_report_their_fields() {
     assert_eq!(out[0]["bench"], "optim");
     assert_eq!(out[0]["params"], 1000);
     assert!(out[0]["gb_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(out[0]["copy_gb_per_sec"].as_f64().unwrap() > 0.0);
 }

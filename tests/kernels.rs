@@ -564,3 +564,23 @@ fn optimizer_reference_matches_textbook_adam() {
         assert_close(&format!("adam decoupled={decoupled}"), &p, &q, 2e-6, 1e-6);
     }
 }
+
+/// The copy that `wgrad bench optim` sets beside the updates copies every element, and only
+/// those `len` (the buffer past them keeps its values): otherwise its GB/s would mean nothing.
+#[test]
+fn optimizer_copy_reference_copies() {
+    let Some(ctx) = context() else { return };
+    let len = 1000;
+    let src = random(len, 7, 1.0);
+    let dst0 = vec![-9.0f32; len + 8];
+    let sb = ctx.storage_init("src", &src).unwrap();
+    let db = ctx.storage_init("dst", &dst0).unwrap();
+    let (_, row_stride) = optk::grid(&ctx, len);
+    let params = Config::adamw().step_params(1, 1e-3, len, row_stride);
+    let uniform = ctx.uniform("copy params", &params);
+    let d = pollster::block_on(optk::copy_dispatch(&ctx, len, uniform, &sb, &db)).unwrap();
+    run(&ctx, &d);
+    let got = read(&ctx, &db, len + 8);
+    assert_eq!(&got[..len], &src[..]);
+    assert!(got[len..].iter().all(|&v| v == -9.0));
+}

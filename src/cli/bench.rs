@@ -214,10 +214,8 @@ async fn bench_optim(ctx: &Context, len: usize, json: bool) -> anyhow::Result<()
     let m = ctx.storage("exp_avg", len)?;
     let v = ctx.storage("exp_avg_sq", len)?;
     let (_, row_stride) = kernel::grid(ctx, len);
-    let uniform = ctx.uniform(
-        "optimizer params",
-        &config.step_params(1, config.lr, len, row_stride),
-    );
+    let step_params = config.step_params(1, config.lr, len, row_stride);
+    let uniform = ctx.uniform("optimizer params", &step_params);
     let update = kernel::dispatch(
         ctx,
         config.rule(),
@@ -231,31 +229,41 @@ async fn bench_optim(ctx: &Context, len: usize, json: bool) -> anyhow::Result<()
         },
     )
     .await?;
-    let run = |times: usize| {
+    // The reference: a vec4 copy over the same grid, m = g (8 bytes per element moved).
+    let copy_uniform = ctx.uniform("copy params", &step_params);
+    let copy = kernel::copy_dispatch(ctx, len, copy_uniform, &grad, &m).await?;
+    let run = |d: &wgrad::kernels::Dispatch, times: usize| {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for _ in 0..times {
-            wgrad::kernels::record_all(&mut encoder, [&update]);
+            wgrad::kernels::record_all(&mut encoder, [d]);
         }
         ctx.queue.submit([encoder.finish()]);
     };
-    run(2);
+    run(&update, 2);
+    run(&copy, 2);
     ctx.wait().await?;
-    let mut samples = Vec::new();
+    // Interleaved, so that a drift in the adapter's speed falls on both alike.
+    let (mut samples, mut copies) = (Vec::new(), Vec::new());
     for _ in 0..REPS {
-        let t0 = Instant::now();
-        run(5);
-        ctx.wait().await?;
-        samples.push(t0.elapsed().as_secs_f64() / 5.0);
+        for (d, out) in [(&update, &mut samples), (&copy, &mut copies)] {
+            let t0 = Instant::now();
+            run(d, 5);
+            ctx.wait().await?;
+            out.push(t0.elapsed().as_secs_f64() / 5.0);
+        }
     }
     let seconds = median(&mut samples);
     let gbps = 28.0 * len as f64 / seconds / 1e9;
+    let copy_gbps = 8.0 * len as f64 / median(&mut copies) / 1e9;
     if json {
         let line = json!({"bench": "optim", "optimizer": "adamw", "params": len,
-            "gb_per_sec": gbps, "ms": seconds * 1e3, "adapter": ctx.adapter_name()});
+            "gb_per_sec": gbps, "ms": seconds * 1e3, "copy_gb_per_sec": copy_gbps,
+            "adapter": ctx.adapter_name()});
         println!("{line}");
     } else {
         println!(
-            "optim adamw params={len} {gbps:.2} GB/s {:.3} ms per update",
+            "optim adamw params={len} {gbps:.2} GB/s {:.3} ms per update; \
+             shader copy {copy_gbps:.2} GB/s",
             seconds * 1e3
         );
     }

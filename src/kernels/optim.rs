@@ -79,6 +79,33 @@ pub async fn kernel(ctx: &Context, rule: Rule) -> Result<Arc<Kernel>> {
     ctx.pipelines().get(ctx, &source(rule)).await
 }
 
+/// `dst = src` over `len` elements (a multiple of 4) with the updates' grid and access pattern:
+/// the entry `copy` of optim.wgsl, which measures the adapter's shader copy ceiling for them.
+/// `uniform` holds [`Params`] with `len4` and `row_stride` set as [`grid`] gives them.
+pub async fn copy_dispatch(
+    ctx: &Context,
+    len: usize,
+    uniform: wgpu::Buffer,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+) -> Result<Dispatch> {
+    let source = KernelSource {
+        name: "optim.copy",
+        wgsl: include_str!("../../shaders/optim.wgsl"),
+        entry: "copy",
+        bindings: &BINDINGS[..3],
+    };
+    let kernel = ctx.pipelines().get(ctx, &source).await?;
+    let (groups, _) = grid(ctx, len);
+    Ok(Dispatch::new(
+        ctx,
+        kernel,
+        Some(uniform),
+        &[dst, src],
+        groups,
+    ))
+}
+
 /// The grid for `len` f32 elements (`len` a multiple of 4) and the row stride it implies.
 pub fn grid(ctx: &Context, len: usize) -> ([u32; 3], u32) {
     let groups = grid_2d(ctx, div_ceil(len / 4, WG));

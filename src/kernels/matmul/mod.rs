@@ -325,7 +325,9 @@ impl Variant {
                 return Some("the adapter has no subgroup operations".into());
             }
             if lo < 8 {
-                return Some(format!("subgroups of {lo} to {hi} lanes (at least 8 needed)"));
+                return Some(format!(
+                    "subgroups of {lo} to {hi} lanes (at least 8 needed)"
+                ));
             }
         }
         if self.packed() {
