@@ -55,59 +55,66 @@ const FLAG_NCHW: u32 = 8u;
 var<private> c_base: u32 = 0u;
 
 // Applies the epilogue to row i, columns j0 .. j0+3 of a block, storing those inside C.
-// Four columns inside C take a straight-line path: on llvmpipe the per-element loop below cost
-// the 16x8 kernel of matmul_block8_sg.wgsl a third of its time at n = 256.
+// Straight-line code, one branch per column past the edge: on llvmpipe a per-element loop here
+// cost the 16x8 kernel of matmul_block8_sg.wgsl a third of its time at n = 256, and the
+// narrow NCHW products of a convolution (n = 6 channels) more.
 fn store_row(i: u32, j0: u32, acc: vec4<f32>) {
-    if (i < p.m && j0 + 3u < p.n) {
-        var v = acc;
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            let b = p.bias_off + j0;
+    if (i >= p.m || j0 >= p.n) {
+        return;
+    }
+    // Columns j0 .. j0+3 that exist; bias and mask are read only for those.
+    let inside = vec4<bool>(true, j0 + 1u < p.n, j0 + 2u < p.n, j0 + 3u < p.n);
+    let whole = j0 + 3u < p.n;
+    var v = acc;
+    if ((p.flags & FLAG_BIAS) != 0u) {
+        let b = p.bias_off + j0;
+        if (whole) {
             v += vec4<f32>(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
+        } else {
+            for (var t = 0u; t < 4u; t++) {
+                if (inside[t]) {
+                    v[t] += bias[b + t];
+                }
+            }
         }
-        if ((p.flags & FLAG_RELU) != 0u) {
-            v = max(v, vec4<f32>(0.0));
+    }
+    if ((p.flags & FLAG_RELU) != 0u) {
+        v = max(v, vec4<f32>(0.0));
+    }
+    if ((p.flags & FLAG_MASK) != 0u) {
+        let o = p.mask_off + i * p.mask_rs + j0;
+        var m4 = vec4<f32>(0.0);
+        if (whole) {
+            m4 = vec4<f32>(mask[o], mask[o + 1u], mask[o + 2u], mask[o + 3u]);
+        } else {
+            for (var t = 0u; t < 4u; t++) {
+                if (inside[t]) {
+                    m4[t] = mask[o + t];
+                }
+            }
         }
-        if ((p.flags & FLAG_MASK) != 0u) {
-            let o = p.mask_off + i * p.mask_rs + j0;
-            let m4 = vec4<f32>(mask[o], mask[o + 1u], mask[o + 2u], mask[o + 3u]);
-            v = select(vec4<f32>(0.0), v, m4 > vec4<f32>(0.0));
-        }
-        // Consecutive columns are 1 apart in row-major C and P = c_rs apart in NCHW.
-        var o = c_base + p.c_off + i * p.c_rs + j0;
-        var step = 1u;
-        if ((p.flags & FLAG_NCHW) != 0u) {
-            o = p.c_off + (i / p.c_rs) * p.n * p.c_rs + j0 * p.c_rs + i % p.c_rs;
-            step = p.c_rs;
-        }
-        c[o] = v.x;
+        v = select(vec4<f32>(0.0), v, m4 > vec4<f32>(0.0));
+    }
+    // Consecutive columns are 1 apart in row-major C and P = c_rs apart in NCHW.
+    var o = c_base + p.c_off + i * p.c_rs + j0;
+    var step = 1u;
+    if ((p.flags & FLAG_NCHW) != 0u) {
+        let b = i / p.c_rs;
+        o = p.c_off + b * p.n * p.c_rs + j0 * p.c_rs + (i - b * p.c_rs);
+        step = p.c_rs;
+    }
+    c[o] = v.x;
+    if (whole) {
         c[o + step] = v.y;
         c[o + 2u * step] = v.z;
         c[o + 3u * step] = v.w;
         return;
     }
-    if (i >= p.m) {
-        return;
+    if (inside.y) {
+        c[o + step] = v.y;
     }
-    for (var t = 0u; t < 4u; t++) {
-        let j = j0 + t;
-        if (j >= p.n) {
-            return;
-        }
-        var v = acc[t];
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            v += bias[p.bias_off + j];
-        }
-        if ((p.flags & FLAG_RELU) != 0u) {
-            v = max(v, 0.0);
-        }
-        if ((p.flags & FLAG_MASK) != 0u) {
-            v = select(0.0, v, mask[p.mask_off + i * p.mask_rs + j] > 0.0);
-        }
-        if ((p.flags & FLAG_NCHW) != 0u) {
-            c[p.c_off + (i / p.c_rs) * p.n * p.c_rs + j * p.c_rs + i % p.c_rs] = v;
-        } else {
-            c[c_base + p.c_off + i * p.c_rs + j] = v;
-        }
+    if (inside.z) {
+        c[o + 2u * step] = v.z;
     }
 }
 
