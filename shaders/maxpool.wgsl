@@ -14,6 +14,11 @@
 //           needs no atomics and fixes the order when windows overlap. With flags & 1 the
 //           result is zeroed where x <= 0: the backward of a ReLU whose output is this pool's
 //           input (PyTorch's ReLU backward also tests its output). grad_x is overwritten.
+// tiled     the same result when the windows tile the input exactly (k = stride, h and w
+//           multiples of k: every input element in one window), one invocation per window,
+//           writing its k x k inputs: a quarter of the invocations for k = 2, and no search
+//           for the covering windows. On llvmpipe it took LeNet-5's first pool backward from
+//           9-11 ms to 3-5.5 (batch 128, three runs each, interleaved).
 //
 // Invocation index = gid.y * row_stride + gid.x over 256-wide workgroups (src/kernels/pool.rs).
 
@@ -101,4 +106,29 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         s = 0.0;
     }
     gx[e] = s;
+}
+
+@compute @workgroup_size(256)
+fn tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let o = index(gid);
+    if (o >= p.n * p.c * p.oh * p.ow) {
+        return;
+    }
+    let j = o % p.ow;
+    let i = (o / p.ow) % p.oh;
+    let plane = o / (p.ow * p.oh);
+    let best = argmax[o];
+    let g = y[o];
+    let top = i * p.k * p.w + j * p.k;
+    for (var u = 0u; u < p.k; u++) {
+        for (var v = 0u; v < p.k; v++) {
+            let at = top + u * p.w + v;
+            let e = plane * p.h * p.w + at;
+            var s = select(0.0, g, at == best);
+            if ((p.flags & FLAG_MASK) != 0u && !(x[p.x_off + e] > 0.0)) {
+                s = 0.0;
+            }
+            gx[e] = s;
+        }
+    }
 }

@@ -19,15 +19,26 @@ const BINDINGS: &[Binding] = &[
     Binding::ReadWrite, // grad_x (backward)
 ];
 
-fn source(forward: bool) -> KernelSource {
+/// The entry points of maxpool.wgsl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    /// One invocation per input element, any geometry.
+    Backward,
+    /// One invocation per window, when the windows tile the input exactly.
+    Tiled,
+}
+
+fn source(pass: Pass) -> KernelSource {
+    let (name, entry) = match pass {
+        Pass::Forward => ("maxpool.forward", "forward"),
+        Pass::Backward => ("maxpool.backward", "backward"),
+        Pass::Tiled => ("maxpool.backward_tiled", "tiled"),
+    };
     KernelSource {
-        name: if forward {
-            "maxpool.forward"
-        } else {
-            "maxpool.backward"
-        },
+        name,
         wgsl: include_str!("../../shaders/maxpool.wgsl"),
-        entry: if forward { "forward" } else { "backward" },
+        entry,
         bindings: BINDINGS,
     }
 }
@@ -98,10 +109,16 @@ pub async fn dispatch(
     b: Buffers<'_>,
 ) -> Result<Dispatch> {
     let (oh, ow) = shape.output()?;
-    let outputs = if forward {
-        shape.n * shape.c * oh * ow
-    } else {
+    let tiles = shape.k == shape.stride && shape.h % shape.k == 0 && shape.w % shape.k == 0;
+    let pass = match (forward, tiles) {
+        (true, _) => Pass::Forward,
+        (false, true) => Pass::Tiled,
+        (false, false) => Pass::Backward,
+    };
+    let outputs = if pass == Pass::Backward {
         shape.n * shape.c * shape.h * shape.w
+    } else {
+        shape.n * shape.c * oh * ow
     };
     let groups = grid_2d(ctx, div_ceil(outputs, WG));
     let params = Params {
@@ -118,7 +135,7 @@ pub async fn dispatch(
         row_stride: groups[0] * WG as u32,
         _pad: 0,
     };
-    let kernel = ctx.pipelines().get(ctx, &source(forward)).await?;
+    let kernel = ctx.pipelines().get(ctx, &source(pass)).await?;
     Ok(Dispatch::new(
         ctx,
         kernel,
