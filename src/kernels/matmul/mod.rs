@@ -6,11 +6,13 @@
 //!   strided    matmul.wgsl: 4x4 blocks, scalar loads through any strides; works everywhere
 //!   vec4       matmul_vec4.wgsl: 4x4 blocks, vec4 loads along contiguous aligned rows
 //!   block8     matmul_block8.wgsl: 8x8 blocks on operands packed into vec4 storage buffers
-//!   block8-sg  the same, A shared across lanes with subgroupShuffle (needs SUBGROUP)
+//!   block8-sg  matmul_block8_sg.wgsl: 16x8 blocks, A shared across 8 lanes with
+//!              subgroupShuffle (needs SUBGROUP)
 //!   tex8       8x8 blocks on operands packed into rgba32float textures, read by textureLoad
-//!   tex8-sg    tex8 with the subgroup sharing of block8-sg
+//!   tex8-sg    the 16x8 subgroup kernel on textures
 //! The block8 and tex8 variants first pack A and B (matmul_pack.wgsl: one small dispatch each),
-//! which also makes them layout-blind. [`dispatch`] picks one per shape through the device's
+//! which also makes them layout-blind; the buffer variants skip the packing of an operand whose
+//! rows are already aligned vec4s, and block8-sg also of a B stored transposed (`sg_bt`). [`dispatch`] picks one per shape through the device's
 //! tuning ([`choose`]); [`dispatch_variant`] forces one, for tests and benches. All of them sum
 //! in ascending k, so each is deterministic, but they round differently; tests compare every
 //! variant with the CPU reference [`crate::reference::matmul`].
