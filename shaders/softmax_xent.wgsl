@@ -13,6 +13,11 @@
 // Stability: every row subtracts its maximum before exp, so exp never overflows and the sum is
 // at least 1. A row of -inf logits would give NaN, as it does in PyTorch.
 //
+// With flags & 2 (training a model whose last layer is linear) it also writes that layer's
+// bias gradient, the column sums of grad: bias_grad[bias_off + j] = sum_i grad[i, j], summed in
+// ascending i like bias_grad.wgsl, so the result is the same bit for bit and the step needs
+// one dispatch fewer.
+//
 // One workgroup of 256 invocations handles the whole batch: invocation t takes rows t, t+256, ..
 // and the per-invocation sums are combined by a fixed tree in workgroup memory, so the loss is
 // deterministic and needs no atomics. The host dispatches exactly one workgroup
@@ -23,16 +28,23 @@ struct Params {
     classes: u32,
     logits_off: u32,
     flags: u32,
+    bias_off: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const WG: u32 = 256u;
 const FLAG_GRAD: u32 = 1u;
+const FLAG_BIAS_GRAD: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+// The packed parameter gradients (or a placeholder without flags & 2).
+@group(0) @binding(5) var<storage, read_write> bias_grad: array<f32>;
 
 var<workgroup> part_loss: array<f32, WG>;
 var<workgroup> part_hits: array<f32, WG>;
@@ -68,6 +80,18 @@ fn main(@builtin(local_invocation_index) t: u32) {
                 let soft = exp(logits[base + j] - mx) * inv;
                 grad[i * p.classes + j] = (soft - select(0.0, 1.0, j == y)) * scale;
             }
+        }
+    }
+
+    if ((p.flags & FLAG_BIAS_GRAD) != 0u) {
+        // Every row's gradient is written before any column is summed.
+        storageBarrier();
+        for (var j = t; j < p.classes; j += WG) {
+            var s = 0.0;
+            for (var i = 0u; i < p.rows; i++) {
+                s += grad[i * p.classes + j];
+            }
+            bias_grad[p.bias_off + j] = s;
         }
     }
 

@@ -319,6 +319,9 @@ fn softmax_xent_matches_reference_and_accumulates() {
     let grad0 = vec![9.0f32; rows * classes];
     let gb = ctx.storage_init("grad", &grad0).unwrap();
     let sb = ctx.storage_init("stats", &[0.0f32, 1.0, 2.0, 3.0]).unwrap();
+    // The fused bias gradient goes to elements 3.. of its buffer; the rest keeps its values.
+    let bias0 = vec![-4.0f32; classes + 6];
+    let bb = ctx.storage_init("bias grad", &bias0).unwrap();
     let mk = |with_grad| {
         pollster::block_on(loss::dispatch(
             &ctx,
@@ -331,6 +334,7 @@ fn softmax_xent_matches_reference_and_accumulates() {
                 labels: &yb,
                 grad: &gb,
                 stats: &sb,
+                bias_grad: Some((&bb, 3)),
             },
         ))
         .unwrap()
@@ -354,6 +358,11 @@ fn softmax_xent_matches_reference_and_accumulates() {
         grad0,
         "evaluation wrote the gradient"
     );
+    assert_eq!(
+        read(&ctx, &bb, bias0.len()),
+        bias0,
+        "evaluation wrote the bias gradient"
+    );
     run(&ctx, &train);
     let stats = read(&ctx, &sb, 4);
     // Loss: each row's logsumexp in f32 is good to ~1e-6 relative; the mean of 300 rows too.
@@ -373,6 +382,23 @@ fn softmax_xent_matches_reference_and_accumulates() {
         1e-8,
         1e-5,
     );
+    // The bias gradient: column sums of 300 f32 entries; each add rounds by at most 2^-24 of a
+    // partial sum below 1, so 300 adds stay under 2e-5 and typically near 1e-6.
+    let got = read(&ctx, &bb, bias0.len());
+    let want_bias: Vec<f64> = (0..classes)
+        .map(|j| (0..rows).map(|i| want_grad[i * classes + j]).sum())
+        .collect();
+    assert_close(
+        "fused bias grad",
+        &got[3..3 + classes],
+        &want_bias,
+        2e-5,
+        1e-5,
+    );
+    assert!(got[..3]
+        .iter()
+        .chain(&got[3 + classes..])
+        .all(|&v| v == -4.0));
 }
 
 /// Runs `steps` updates of `config` on the GPU and on the CPU reference from the same start,

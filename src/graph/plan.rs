@@ -105,6 +105,10 @@ impl Network {
         }
 
         let last = ops.len() - 1;
+        // A linear last layer's bias gradient comes out of the cross-entropy kernel.
+        let fused_bias = (self.spec().loss == Loss::CrossEntropy
+            && ops[last].kind == OpKind::Linear)
+            .then(|| self.offset(&format!("{}.bias", ops[last].name)));
         let (loss_train, loss_eval) = match self.spec().loss {
             Loss::CrossEntropy => {
                 let buffers = |stats| loss::Buffers {
@@ -112,6 +116,7 @@ impl Network {
                     labels: &labels,
                     grad: &grad_acts[last],
                     stats,
+                    bias_grad: fused_bias.map(|b| (&self.grads, b)),
                 };
                 let classes = self.classes();
                 (
@@ -143,13 +148,14 @@ impl Network {
             let x = if l == 0 { &input } else { &acts[l - 1] };
             // Where the input gradient goes, and whether op l-1's ReLU masks it.
             let below = (l > 0).then(|| (&grad_acts[l - 1], ops[l - 1].relu));
+            let bias_done = l == last && fused_bias.is_some();
             self.backward_op(
                 op,
                 batch,
                 x,
                 &grad_acts[l],
                 (&argmax[l], &cols[l]),
-                below,
+                (below, bias_done),
                 &mut backward,
             )
             .await?;
@@ -266,7 +272,9 @@ impl Network {
         x: &wgpu::Buffer,
         dy: &wgpu::Buffer,
         (argmax, col): (&Option<wgpu::Buffer>, &Option<wgpu::Buffer>),
-        below: Option<(&wgpu::Buffer, bool)>,
+        // Where the input gradient goes and whether it is masked; whether the loss kernel
+        // already wrote this layer's bias gradient.
+        (below, bias_done): (Option<(&wgpu::Buffer, bool)>, bool),
         out: &mut Vec<Dispatch>,
     ) -> Result<()> {
         let ctx = &self.ctx;
@@ -297,8 +305,10 @@ impl Network {
                     )
                     .await?,
                 );
-                let b = self.offset(&format!("{}.bias", op.name));
-                out.push(bias::dispatch(ctx, batch, op.output, (dy, 0), (grads, b)).await?);
+                if !bias_done {
+                    let b = self.offset(&format!("{}.bias", op.name));
+                    out.push(bias::dispatch(ctx, batch, op.output, (dy, 0), (grads, b)).await?);
+                }
                 if let Some((dx, masked)) = below {
                     // dX = (dY W) * relu'(X): [batch, out] x [out, in].
                     out.extend(

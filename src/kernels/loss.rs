@@ -19,8 +19,13 @@ const SOURCE: KernelSource = KernelSource {
         Binding::Read,      // labels
         Binding::ReadWrite, // grad
         Binding::ReadWrite, // stats
+        Binding::ReadWrite, // bias gradient
     ],
 };
+
+/// Flag of softmax_xent.wgsl: with the logits gradient, also its column sums (a linear last
+/// layer's bias gradient).
+const FLAG_BIAS_GRAD: u32 = 2;
 
 /// Mirrors `Params` in softmax_xent.wgsl.
 #[repr(C)]
@@ -30,6 +35,8 @@ pub struct Params {
     pub classes: u32,
     pub logits_off: u32,
     pub flags: u32,
+    pub bias_off: u32,
+    pub _pad: [u32; 3],
 }
 
 /// The buffers of one loss dispatch.
@@ -42,6 +49,9 @@ pub struct Buffers<'a> {
     pub grad: &'a wgpu::Buffer,
     /// `[STATS_LEN]`, see the shader.
     pub stats: &'a wgpu::Buffer,
+    /// Where the column sums of the gradient go (buffer, element offset), when `with_grad`:
+    /// the bias gradient of a linear last layer, written in the same dispatch.
+    pub bias_grad: Option<(&'a wgpu::Buffer, usize)>,
 }
 
 /// Builds a dispatch of the loss over `rows` rows (one workgroup handles any batch).
@@ -53,18 +63,36 @@ pub async fn dispatch(
     with_grad: bool,
     buffers: Buffers<'_>,
 ) -> Result<Dispatch> {
+    let bias = buffers.bias_grad.filter(|_| with_grad);
     let params = Params {
         rows: rows as u32,
         classes: classes as u32,
         logits_off: logits_off as u32,
-        flags: u32::from(with_grad),
+        flags: u32::from(with_grad) | if bias.is_some() { FLAG_BIAS_GRAD } else { 0 },
+        bias_off: bias.map_or(0, |b| b.1 as u32),
+        _pad: [0; 3],
+    };
+    // Unused, the binding still needs a writable buffer other than grad and stats.
+    let placeholder;
+    let bias_buffer = match bias {
+        Some((b, _)) => b,
+        None => {
+            placeholder = ctx.storage("softmax_xent placeholder", 4)?;
+            &placeholder
+        }
     };
     let kernel = ctx.pipelines().get(ctx, &SOURCE).await?;
     Ok(Dispatch::new(
         ctx,
         kernel,
         Some(ctx.uniform("softmax_xent params", &params)),
-        &[buffers.logits, buffers.labels, buffers.grad, buffers.stats],
+        &[
+            buffers.logits,
+            buffers.labels,
+            buffers.grad,
+            buffers.stats,
+            bias_buffer,
+        ],
         [1, 1, 1],
     ))
 }
