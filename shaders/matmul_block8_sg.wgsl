@@ -21,7 +21,9 @@
 // regroups them by column, which costs nothing once the compiler has scalarised the vectors.
 //
 // Split-K as in matmul_block8.wgsl. Invocations past the edge still run, because every lane
-// must shuffle: they clamp their loads and drop their stores.
+// must shuffle: they clamp their loads and drop their stores. The 32 accumulators and their
+// FMAs are written out long-hand, as in matmul_block8.wgsl, so that they stay in registers;
+// c{i}a / c{i}b hold row row0 + i, columns col0 .. +3 and col0 + 4 .. +7.
 //
 // This assumes that the eight are lanes 8h .. 8h+7 of one subgroup, in order (the subgroups of a
 // 1-D workgroup are runs of consecutive invocations on every adapter we know of); the tuner
