@@ -12,8 +12,9 @@
 //!   tex8-sg    the 16x8 subgroup kernel on textures
 //! The block8 and tex8 variants first pack A and B (matmul_pack.wgsl: one small dispatch each),
 //! which also makes them layout-blind; the buffer variants skip the packing of an operand whose
-//! rows are already aligned vec4s, and block8-sg also of a B stored transposed (`sg_bt`). [`dispatch`] picks one per shape through the device's
-//! tuning ([`choose`]); [`dispatch_variant`] forces one, for tests and benches. All of them sum
+//! rows are already aligned vec4s, and block8-sg also of a B stored transposed (`sg_bt`).
+//! [`dispatch`] picks one per shape through the device's tuning ([`choose`]);
+//! [`dispatch_variant`] forces one, for tests and benches. All of them sum
 //! in ascending k, so each is deterministic, but they round differently; tests compare every
 //! variant with the CPU reference [`crate::reference::matmul`].
 
@@ -850,10 +851,11 @@ const REDUCE: KernelSource = KernelSource {
 /// operands: picks the block layout and split-K for the shape, and appends the reduction when
 /// the k loop is split.
 ///
-/// Layout: C of at most 32 rows uses the wide layout, C of at most 32 columns the tall one (not
-/// with subgroups, whose lanes must share rows); else 64x64 tiles per workgroup. Split-K when
-/// the grid has under 16 workgroups (4 on a CPU adapter) and k is long (at least 32 steps of four): slices of at
-/// least 16 steps, about 32 workgroups in all, so that every core has several to run.
+/// Layout: the subgroup kernels always take 16x64 tiles. The 8x8 ones take the wide layout for
+/// C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64 tiles. Split-K
+/// when the grid has under 16 workgroups (4 on a CPU adapter) and k is long (at least 32 steps
+/// of four): slices of at least 16 steps, about 32 workgroups in all, so that every core has
+/// several to run.
 #[allow(clippy::too_many_arguments)]
 async fn launch_block8(
     ctx: &Context,
