@@ -115,12 +115,7 @@ impl Trainer {
     /// update), for profiling. The plan for `rows` must exist ([`Network::ensure_plan`]).
     pub fn step_dispatches(&self, rows: usize) -> Vec<&Dispatch> {
         let plan = self.net.plan(rows);
-        plan.forward
-            .iter()
-            .chain([&plan.loss_train])
-            .chain(plan.backward.iter())
-            .chain([&self.update])
-            .collect()
+        plan.train_step().chain([&self.update]).collect()
     }
 
     /// Uploads a batch and this step's optimizer scalars without running anything: what

@@ -122,9 +122,11 @@ fn train_and_optim_benches_report_their_fields() {
         t["ms_per_step"].as_f64().unwrap(),
     );
     assert!((sps * ms / 1e3 - 32.0).abs() < 1e-6, "{t}");
-    // 784-64-10: at least the two forward products, the loss, the weight gradients and the
-    // update; packing may add a few.
-    assert!(t["dispatches_per_step"].as_u64().unwrap() >= 7, "{t}");
+    // 784-64-10: the first layer's forward product, the fused head's two passes (in place of
+    // six dispatches), the first layer's weight gradient and the update; a kernel that needs
+    // its operands packed may add up to two.
+    let d = t["dispatches_per_step"].as_u64().unwrap();
+    assert!((5..=7).contains(&d), "{t}");
 
     let out = lines(&bench(
         &cache,

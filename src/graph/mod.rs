@@ -255,13 +255,7 @@ impl Network {
         let plan = self.plan(rows);
         self.ctx
             .submit("computing gradients", |e| {
-                kernels::record_all(
-                    e,
-                    plan.forward
-                        .iter()
-                        .chain([&plan.loss_train])
-                        .chain(plan.backward.iter()),
-                )
+                kernels::record_all(e, plan.train_step())
             })
             .await?;
         let loss: Vec<f32> = self.ctx.read(&self.train_stats, 0, 1).await?;

@@ -14,6 +14,11 @@
 //!            forward, matmul grad_weight on the same im2col, matmul + col2im grad_input
 //!   pool     forward  maxpool.forward (y and argmax)                            [B, c, oh, ow]
 //!            backward maxpool.backward (* mask)
+//! A classifier whose last op is a small linear layer ([`head::fits`]) trains that layer in the
+//! fused head (`kernels::head`): its two passes replace the layer's forward, the loss and the
+//! layer's backward, write the layer below its input gradient transposed (`[in, B]`, so its
+//! weight gradient reads it without a packing pass) and do that layer's bias gradient too.
+//! Evaluation still runs the whole forward list and the plain loss.
 //! Every gradient buffer is overwritten each step, so nothing needs zeroing.
 
 use super::Network;
@@ -21,7 +26,7 @@ use crate::error::Result;
 use crate::kernels::conv::{self, Pass};
 use crate::kernels::conv_gemm::{self, Method};
 use crate::kernels::pool;
-use crate::kernels::{bias, loss, matmul, Dispatch};
+use crate::kernels::{bias, head, loss, matmul, Dispatch};
 use crate::model::{Loss, Op, OpKind};
 
 /// The buffers and dispatch lists for one batch size.
@@ -41,7 +46,12 @@ pub struct Plan {
     /// read by its weight gradient (None for other ops).
     pub cols: Vec<Option<wgpu::Buffer>>,
     pub forward: Vec<Dispatch>,
-    /// Loss with the output gradient, accumulating into the training stats.
+    /// How many of `forward` a training step runs: all of them, or all but the last layer's
+    /// when `loss_train` is the fused head, which computes that layer itself.
+    pub train_forward: usize,
+    /// Loss with the output gradient, accumulating into the training stats; with a small
+    /// linear classifier head, the head's forward, loss and backward in one dispatch
+    /// ([`crate::kernels::head`]).
     pub loss_train: Dispatch,
     /// Loss (and accuracy) without gradient, accumulating into the evaluation stats.
     pub loss_eval: Dispatch,
@@ -51,7 +61,15 @@ pub struct Plan {
 impl Plan {
     /// Dispatches in one training step's forward, loss and backward (the update adds one).
     pub fn dispatches(&self) -> usize {
-        self.forward.len() + 1 + self.backward.len()
+        self.train_forward + 1 + self.backward.len()
+    }
+
+    /// The dispatches of one training step without the update: forward, loss, backward.
+    pub fn train_step(&self) -> impl Iterator<Item = &Dispatch> {
+        self.forward[..self.train_forward]
+            .iter()
+            .chain([&self.loss_train])
+            .chain(self.backward.iter())
     }
 }
 
@@ -95,20 +113,31 @@ impl Network {
             });
         }
 
+        let last = ops.len() - 1;
+        let linear_xent =
+            self.spec().loss == Loss::CrossEntropy && ops[last].kind == OpKind::Linear;
+        // A small linear classifier head trains in one fused dispatch.
+        let fused_head = linear_xent && head::fits(batch, ops[last].output, ops[last].input);
+
         let mut forward = Vec::new();
+        let mut train_forward = 0;
         for (l, op) in ops.iter().enumerate() {
             let x = if l == 0 { &input } else { &acts[l - 1] };
+            if l == last {
+                train_forward = forward.len();
+            }
             forward.extend(
                 self.forward_op(op, batch, x, &acts[l], &grad_acts[l], &argmax[l], &cols[l])
                     .await?,
             );
         }
+        if !fused_head {
+            train_forward = forward.len();
+        }
 
-        let last = ops.len() - 1;
-        // A linear last layer's bias gradient comes out of the cross-entropy kernel.
-        let fused_bias = (self.spec().loss == Loss::CrossEntropy
-            && ops[last].kind == OpKind::Linear)
-            .then(|| self.offset(&format!("{}.bias", ops[last].name)));
+        // Otherwise a linear last layer's bias gradient comes out of the cross-entropy kernel.
+        let fused_bias = linear_xent.then(|| self.offset(&format!("{}.bias", ops[last].name)));
+        let mut backward = Vec::new();
         let (loss_train, loss_eval) = match self.spec().loss {
             Loss::CrossEntropy => {
                 let buffers = |stats| loss::Buffers {
@@ -119,9 +148,18 @@ impl Network {
                     bias_grad: fused_bias.map(|b| (&self.grads, b)),
                 };
                 let classes = self.classes();
+                let train = if fused_head {
+                    // The head's second pass opens the backward list.
+                    let mut passes = self
+                        .head_dispatch(batch, &input, &labels, &acts, &grad_acts)
+                        .await?;
+                    backward.extend(passes.drain(1..));
+                    passes.pop().expect("the head has two passes")
+                } else {
+                    loss::dispatch(ctx, batch, classes, 0, true, buffers(&self.train_stats)).await?
+                };
                 (
-                    loss::dispatch(ctx, batch, classes, 0, true, buffers(&self.train_stats))
-                        .await?,
+                    train,
                     loss::dispatch(ctx, batch, classes, 0, false, buffers(&self.eval_stats))
                         .await?,
                 )
@@ -143,17 +181,22 @@ impl Network {
             }
         };
 
-        let mut backward = Vec::new();
         for (l, op) in ops.iter().enumerate().rev() {
+            if fused_head && l == last {
+                continue;
+            }
             let x = if l == 0 { &input } else { &acts[l - 1] };
             // Where the input gradient goes, and whether op l-1's ReLU masks it.
             let below = (l > 0).then(|| (&grad_acts[l - 1], ops[l - 1].relu));
-            let bias_done = l == last && fused_bias.is_some();
+            // The fused head leaves a linear op below it dY transposed and its bias gradient
+            // done; the cross-entropy kernel does the bias of a linear last layer.
+            let head_below = fused_head && l + 1 == last && op.kind == OpKind::Linear;
+            let bias_done = (l == last && fused_bias.is_some()) || head_below;
             self.backward_op(
                 op,
                 batch,
                 x,
-                &grad_acts[l],
+                (&grad_acts[l], head_below),
                 (&argmax[l], &cols[l]),
                 (below, bias_done),
                 &mut backward,
@@ -170,6 +213,7 @@ impl Network {
             argmax,
             cols,
             forward,
+            train_forward,
             loss_train,
             loss_eval,
             backward,
@@ -264,13 +308,53 @@ impl Network {
         }
     }
 
+    /// The fused head of a linear classifier ([`head`]): the last op's forward, the loss and
+    /// the last op's backward, with the input gradient left as the op below wants it.
+    async fn head_dispatch(
+        &self,
+        batch: usize,
+        input: &wgpu::Buffer,
+        labels: &wgpu::Buffer,
+        acts: &[wgpu::Buffer],
+        grad_acts: &[wgpu::Buffer],
+    ) -> Result<Vec<Dispatch>> {
+        let ops = self.ops();
+        let last = ops.len() - 1;
+        let op = &ops[last];
+        let below = (last > 0).then(|| {
+            let under = &ops[last - 1];
+            let linear = under.kind == OpKind::Linear;
+            head::Below {
+                dh: &grad_acts[last - 1],
+                transposed: linear,
+                masked: under.relu,
+                bias_off: linear.then(|| self.offset(&format!("{}.bias", under.name))),
+            }
+        });
+        let at = (
+            self.offset(&format!("{}.weight", op.name)),
+            self.offset(&format!("{}.bias", op.name)),
+        );
+        let buffers = head::Buffers {
+            h: if last == 0 { input } else { &acts[last - 1] },
+            params: &self.params,
+            labels,
+            dz: &grad_acts[last],
+            stats: &self.train_stats,
+            grads: &self.grads,
+            below,
+        };
+        head::dispatch(&self.ctx, batch, op.output, op.input, at, buffers).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn backward_op(
         &self,
         op: &Op,
         batch: usize,
         x: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
+        // dY, and whether it is stored transposed ([out, batch], as the fused head leaves it).
+        (dy, dy_t): (&wgpu::Buffer, bool),
         (argmax, col): (&Option<wgpu::Buffer>, &Option<wgpu::Buffer>),
         // Where the input gradient goes and whether it is masked; whether the loss kernel
         // already wrote this layer's bias gradient.
@@ -291,7 +375,11 @@ impl Network {
                             n: op.input,
                             k: batch,
                         },
-                        matmul::Operand::transposed(0, op.output),
+                        if dy_t {
+                            matmul::Operand::row_major(0, batch)
+                        } else {
+                            matmul::Operand::transposed(0, op.output)
+                        },
                         matmul::Operand::row_major(0, op.input),
                         (weight, op.input),
                         matmul::Epilogue::default(),
@@ -306,6 +394,10 @@ impl Network {
                     .await?,
                 );
                 if !bias_done {
+                    assert!(
+                        !dy_t,
+                        "internal error: a transposed dY comes with its bias done"
+                    );
                     let b = self.offset(&format!("{}.bias", op.name));
                     out.push(bias::dispatch(ctx, batch, op.output, (dy, 0), (grads, b)).await?);
                 }
@@ -319,7 +411,11 @@ impl Network {
                                 n: op.input,
                                 k: op.output,
                             },
-                            matmul::Operand::row_major(0, op.output),
+                            if dy_t {
+                                matmul::Operand::transposed(0, batch)
+                            } else {
+                                matmul::Operand::row_major(0, op.output)
+                            },
                             matmul::Operand::row_major(weight, op.input),
                             (0, op.input),
                             matmul::Epilogue {
@@ -340,6 +436,10 @@ impl Network {
                 }
             }
             OpKind::Conv { .. } => {
+                assert!(
+                    !dy_t,
+                    "internal error: only a linear op takes a transposed dY"
+                );
                 let shape = op.conv_shape(batch);
                 let weight = self.offset(&format!("{}.weight", op.name));
                 let b = self.offset(&format!("{}.bias", op.name));

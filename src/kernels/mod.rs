@@ -2,7 +2,8 @@
 //!
 //! Each kernel has one WGSL file in `shaders/` (compiled into the binary with `include_str!`) and
 //! one module here that owns its parameter struct, its binding list and its dispatch arithmetic:
-//! [`matmul`], [`bias`], [`loss`] (softmax cross-entropy and MSE), [`optim`], [`conv`], [`pool`].
+//! [`matmul`], [`bias`], [`loss`] (softmax cross-entropy and MSE), [`head`] (a small classifier
+//! head fused with its loss), [`optim`], [`conv`], [`pool`].
 //! Their CPU references live together in [`crate::reference`].
 //!
 //! Pipelines are compiled once per device, on first use, and kept in the device's
@@ -12,6 +13,7 @@
 pub mod bias;
 pub mod conv;
 pub mod conv_gemm;
+pub mod head;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
