@@ -6,11 +6,14 @@
 //   backward  dz = (softmax(z) - onehot(y)) / rows
 //             dW = dz^T h,  db = sum_i dz_i,  dh = (dz W) * (h > 0)
 //
-// Bindings (f32 unless said, row-major):
-//   h:         [rows, feat], the head's input (the output of the op below, after its ReLU)
-//   params:    W [classes, feat] at w_off and b [classes] at b_off (PyTorch's Linear layout)
+// Bindings (f32 unless said, row-major; feat is a multiple of 4, the host checks):
+//   h:         [rows, feat] as vec4s, the head's input (the output of the op below, after its
+//              ReLU)
+//   params:    the packed parameters as vec4s: W [classes, feat] at element w_off and
+//              b [classes] at b_off (PyTorch's Linear layout; w_off is a multiple of 4)
 //   labels:    [rows] u32, each < classes (checked on the host when the batch is uploaded)
-//   dz:        [rows, classes], overwritten by pass 1, read by pass 2
+//   dz:        [rows, groups] vec4s, groups = ceil(classes / 4): dz with each row padded by
+//              zeros to whole vec4s; written by pass 1, read by pass 2
 //   row_stats: [rows, 2], each row's loss and hit (1 when its first maximal logit is the
 //              label, torch.argmax's tie rule), from pass 1 to pass 2
 //   stats:     [0] = the batch's mean loss; [1] += sum of loss_i; [2] += hits; [3] += rows
@@ -21,11 +24,12 @@
 //              [feat, rows] with flags & DH_T (what the weight gradient below reads directly).
 //              With flags & MASK it is multiplied by (h > 0), the ReLU backward of the op below.
 //
-// Pass 1 (`rows`) gives each invocation four rows and pass 2 (`columns`) one column of h, so
-// that every loaded weight or dz value serves several outputs: on llvmpipe each load costs a
-// scalar access per lane, and loads, not arithmetic, are what these passes spend. Every sum has a
-// fixed order (ascending rows), so the result is deterministic without atomics. WG_ROWS, WG_COLUMNS
-// and R are mirrored in src/kernels/head.rs, which sizes both grids.
+// Pass 1 (`rows`) gives each invocation four rows and pass 2 (`columns`) one column of h, and
+// both read vec4s, so that every load serves several multiply-adds: on llvmpipe each load is a
+// separate access per lane, and loads, not arithmetic, are what these passes spend. Every sum
+// has a fixed order (ascending rows, then ascending features or classes), so the result is
+// deterministic without atomics. WG_ROWS, WG_COLUMNS and R are mirrored in src/kernels/head.rs,
+// which sizes both grids.
 
 struct Params {
     rows: u32,
@@ -51,18 +55,22 @@ const FLAG_MASK: u32 = 4u;
 const FLAG_BELOW_BIAS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> h: array<f32>;
-@group(0) @binding(2) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read> h: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> params: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> labels: array<u32>;
-@group(0) @binding(4) var<storage, read_write> dz: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dz: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> row_stats: array<f32>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dh: array<f32>;
 
+// Element e of the packed parameters, from their vec4 view.
+fn param(e: u32) -> f32 {
+    return params[e / 4u][e % 4u];
+}
+
 // Pass 1: invocation g takes rows 4g .. 4g+3, one per vec4 component, so that each weight it
-// loads serves four rows (loads, not arithmetic, are what this costs on llvmpipe). Rows past
-// the batch repeat the last one and are not stored.
+// loads serves four rows. Rows past the batch repeat the last one and are not stored.
 @compute @workgroup_size(WG_ROWS)
 fn rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i0 = gid.x * R;
@@ -70,24 +78,28 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let classes = p.classes;
-    let feat = p.feat;
-    let last = p.rows - 1u;
-    let r = min(vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u), vec4<u32>(last));
-    let row = r * feat;
+    let f4 = p.feat / 4u;
+    let groups = (classes + 3u) / 4u;
+    let r = min(vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u), vec4<u32>(p.rows - 1u));
+    let row = r * f4;
 
     // z[c][k]: logit c of row r[k]. The loops over c have the constant bound MAX_C, so the
     // compiler can unroll them and keep z in registers; `c < classes` is the same everywhere.
     var z: array<vec4<f32>, MAX_C>;
     for (var c = 0u; c < MAX_C; c++) {
         if (c < classes) {
-            z[c] = vec4<f32>(params[p.b_off + c]);
+            z[c] = vec4<f32>(param(p.b_off + c));
         }
     }
-    for (var f = 0u; f < feat; f++) {
-        let hv = vec4<f32>(h[row.x + f], h[row.y + f], h[row.z + f], h[row.w + f]);
+    for (var f = 0u; f < f4; f++) {
+        let h0 = h[row.x + f];
+        let h1 = h[row.y + f];
+        let h2 = h[row.z + f];
+        let h3 = h[row.w + f];
         for (var c = 0u; c < MAX_C; c++) {
             if (c < classes) {
-                z[c] = fma(hv, vec4<f32>(params[p.w_off + c * feat + f]), z[c]);
+                let w = params[p.w_off / 4u + c * f4 + f];
+                z[c] += vec4<f32>(dot(h0, w), dot(h1, w), dot(h2, w), dot(h3, w));
             }
         }
     }
@@ -117,15 +129,25 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let hit = select(vec4<f32>(0.0), vec4<f32>(1.0), arg == y);
     let inv = 1.0 / sum;
     let scale = 1.0 / f32(p.rows);
+    // dz[c] = (softmax - onehot) / rows, zero in the padding classes.
+    for (var c = 0u; c < MAX_C; c++) {
+        if (c < classes) {
+            let one = select(vec4<f32>(0.0), vec4<f32>(1.0), vec4<u32>(c) == y);
+            z[c] = (z[c] * inv - one) * scale;
+        } else {
+            z[c] = vec4<f32>(0.0);
+        }
+    }
     for (var k = 0u; k < R; k++) {
         let i = i0 + k;
         if (i < p.rows) {
             row_stats[2u * i] = loss[k];
             row_stats[2u * i + 1u] = hit[k];
-            for (var c = 0u; c < MAX_C; c++) {
-                if (c < classes) {
-                    let one = select(0.0, 1.0, c == y[k]);
-                    dz[i * classes + c] = (z[c][k] * inv[k] - one) * scale;
+            for (var g = 0u; g < MAX_C / 4u; g++) {
+                if (g < groups) {
+                    let c = 4u * g;
+                    dz[i * groups + g] = vec4<f32>(z[c][k], z[c + 1u][k], z[c + 2u][k],
+                        z[c + 3u][k]);
                 }
             }
         }
@@ -139,6 +161,7 @@ fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     let classes = p.classes;
     let feat = p.feat;
+    let groups = (classes + 3u) / 4u;
     if (j >= feat + classes + 1u) {
         return;
     }
@@ -159,30 +182,35 @@ fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
         let c = j - feat;
         var s = 0.0;
         for (var i = 0u; i < p.rows; i++) {
-            s += dz[i * classes + c];
+            s += dz[i * groups + c / 4u][c % 4u];
         }
         grads[p.b_off + c] = s;
         return;
     }
 
+    // w[g][m] = W[4g + m, f] and dw[g][m] accumulates dW[4g + m, f] (0 past `classes`).
     let f = j;
-    var w: array<f32, MAX_C>;
-    var dw: array<f32, MAX_C>;
-    for (var c = 0u; c < MAX_C; c++) {
-        if (c < classes) {
-            w[c] = params[p.w_off + c * feat + f];
+    var w: array<vec4<f32>, MAX_C / 4u>;
+    var dw: array<vec4<f32>, MAX_C / 4u>;
+    for (var g = 0u; g < MAX_C / 4u; g++) {
+        for (var m = 0u; m < 4u; m++) {
+            let c = 4u * g + m;
+            if (c < classes) {
+                w[g][m] = param(p.w_off + c * feat + f);
+            }
         }
-        dw[c] = 0.0;
     }
+    let f4 = feat / 4u;
+    let lane = f % 4u;
     var db_below = 0.0;
     for (var i = 0u; i < p.rows; i++) {
-        let hv = h[i * feat + f];
+        let hv = h[i * f4 + f / 4u][lane];
         var g = 0.0;
-        for (var c = 0u; c < MAX_C; c++) {
-            if (c < classes) {
-                let d = dz[i * classes + c];
-                dw[c] = fma(d, hv, dw[c]);
-                g = fma(d, w[c], g);
+        for (var q = 0u; q < MAX_C / 4u; q++) {
+            if (q < groups) {
+                let d = dz[i * groups + q];
+                dw[q] = fma(d, vec4<f32>(hv), dw[q]);
+                g += dot(d, w[q]);
             }
         }
         if ((p.flags & FLAG_DH) != 0u) {
@@ -197,9 +225,12 @@ fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    for (var c = 0u; c < MAX_C; c++) {
-        if (c < classes) {
-            grads[p.w_off + c * feat + f] = dw[c];
+    for (var g = 0u; g < MAX_C / 4u; g++) {
+        for (var m = 0u; m < 4u; m++) {
+            let c = 4u * g + m;
+            if (c < classes) {
+                grads[p.w_off + c * feat + f] = dw[g][m];
+            }
         }
     }
     if ((p.flags & FLAG_BELOW_BIAS) != 0u) {

@@ -75,13 +75,16 @@ fn reference_backward_matches_finite_differences() {
 #[test]
 fn network_gradients_match_f64_backward() {
     let Some(ctx) = context() else { return };
-    // Heads of up to 16 classes train fused (kernels::head), with the layer below linear, a
-    // convolution (small_models' CNN) or nothing (the one-layer model); 20 classes do not.
+    // Heads of up to 16 classes over a multiple of 4 inputs train fused (kernels::head), with
+    // the layer below linear, a convolution (small_models' CNN) or nothing (the one-layer
+    // model); 17 inputs or 20 classes keep the separate kernels.
     let mut models: Vec<(ModelSpec, usize)> = vec![
         (ModelSpec::mlp(13, &[17], 5), 9),
-        (ModelSpec::mlp(13, &[], 5), 7),
-        (ModelSpec::mlp(9, &[6], 20), 5),
+        (ModelSpec::mlp(13, &[20], 5), 9),
+        (ModelSpec::mlp(12, &[], 5), 7),
+        (ModelSpec::mlp(9, &[8], 20), 5),
         (ModelSpec::mlp(37, &[33, 65, 7], 10), 70),
+        (ModelSpec::mlp(37, &[33, 65, 8], 16), 70),
         (ModelSpec::mlp(784, &[64], 10), 64),
         (ModelSpec::lenet5(), 3),
         (ModelSpec::autoencoder(784, &[32]), 5),

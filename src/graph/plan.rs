@@ -339,7 +339,6 @@ impl Network {
             h: if last == 0 { input } else { &acts[last - 1] },
             params: &self.params,
             labels,
-            dz: &grad_acts[last],
             stats: &self.train_stats,
             grads: &self.grads,
             below,

@@ -77,7 +77,8 @@ pub struct Params {
 
 /// Whether a head of `classes` outputs over `feat` inputs on `rows` rows runs fused.
 pub fn fits(rows: usize, classes: usize, feat: usize) -> bool {
-    (1..=MAX_CLASSES).contains(&classes) && rows * classes * feat <= MAX_WORK
+    // The kernel reads h and W as vec4s: whole texels per row.
+    (1..=MAX_CLASSES).contains(&classes) && feat % 4 == 0 && rows * classes * feat <= MAX_WORK
 }
 
 /// The input gradient the head writes for the op below.
@@ -98,8 +99,6 @@ pub struct Buffers<'a> {
     pub h: &'a wgpu::Buffer,
     pub params: &'a wgpu::Buffer,
     pub labels: &'a wgpu::Buffer,
-    /// `[rows, classes]`, the logits gradient (also the kernel's scratch between phases).
-    pub dz: &'a wgpu::Buffer,
     pub stats: &'a wgpu::Buffer,
     pub grads: &'a wgpu::Buffer,
     /// None when the head is the first op (its input is the data: no gradient needed).
@@ -147,13 +146,15 @@ pub async fn dispatch(
             &placeholder
         }
     };
-    // Each row's loss and hit, from the first pass to the second.
+    // From the first pass to the second: dz with its rows padded to whole vec4s, and each
+    // row's loss and hit.
+    let dz = ctx.storage("head_xent logits gradient", rows * classes.div_ceil(4) * 4)?;
     let row_stats = ctx.storage("head_xent row stats", 2 * rows)?;
     let bound = [
         buffers.h,
         buffers.params,
         buffers.labels,
-        buffers.dz,
+        &dz,
         &row_stats,
         buffers.stats,
         buffers.grads,
@@ -186,7 +187,9 @@ mod tests {
     #[test]
     fn fits_small_heads_only() {
         assert!(fits(128, 10, 64));
-        assert!(fits(1, MAX_CLASSES, 1));
+        assert!(fits(1, MAX_CLASSES, 4));
+        // Rows of h must be whole vec4s.
+        assert!(!fits(128, 10, 62));
         assert!(!fits(128, MAX_CLASSES + 1, 64));
         assert!(!fits(128, 0, 64));
         // The MLP's head up to a batch of 1,638 rows.
