@@ -16,6 +16,7 @@
 // i = gid.y * row_stride + gid.x over 256-wide workgroups (the host's grid in
 // src/kernels/conv_gemm.rs):
 //   im2col      x -> col                     width = ceil(K / 4), height = rows of col
+//   im2col_rows the same, one invocation per row of col (the host's choice on a CPU adapter)
 //   rows        grad_y -> grad_y'' [R, oc]    width = ceil(oc / 4)
 //   planes      grad_y -> grad_y' [oc, R]     width = ceil(R / 4)
 //   col2im      dcol [R, K] (row-major floats, row stride K) -> grad_x, each element the sum
@@ -98,6 +99,48 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     packed[i] = v;
+}
+
+@compute @workgroup_size(256)
+fn im2col_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    // As im2col, one invocation per row of col: the row's image and position are taken apart
+    // once, and its `width` texels follow by stepping (c, u, v), with no division per texel.
+    let r = index(gid);
+    if (r >= p.height) {
+        return;
+    }
+    let positions = p.oh * p.ow;
+    let live = r < p.n * positions;
+    let b = r / positions;
+    let q = r % positions;
+    let y0 = (q / p.ow) * p.stride;
+    let x0 = (q % p.ow) * p.stride;
+    var c = 0u;
+    var u = 0u;
+    var t = 0u;
+    for (var k = 0u; k < p.width; k++) {
+        var v = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            // In padded coordinates, so that a negative position is a large unsigned one.
+            let y = y0 + u;
+            let x = x0 + t;
+            let inside = live && c < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
+                && x - p.pad < p.w;
+            if (inside) {
+                v[e] = src[p.src_off + ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad];
+            }
+            t += 1u;
+            if (t == p.kw) {
+                t = 0u;
+                u += 1u;
+                if (u == p.kh) {
+                    u = 0u;
+                    c += 1u;
+                }
+            }
+        }
+        packed[r * p.width + k] = v;
+    }
 }
 
 // grad_y[b, o, q] for row r = b P + q, 0 past the tensor.

@@ -392,6 +392,32 @@ fn check_conv_gemm(ctx: &Context, variant: Variant, s: ConvShape) {
     }
 }
 
+/// The two forms of im2col (one invocation per texel, or per row) write the same col, bit for
+/// bit; the forward checks above cover the form this adapter uses.
+#[test]
+fn im2col_forms_agree() {
+    let Some(ctx) = context() else { return };
+    for s in conv_shapes() {
+        let x = random(s.n * s.ic * s.h * s.w, 1, 1.0);
+        let xb = ctx.storage_init("x", &x).unwrap();
+        let len = conv_gemm::col_len(s);
+        let cols: Vec<Vec<f32>> = [false, true]
+            .into_iter()
+            .map(|per_row| {
+                let col = ctx.storage("col", len).unwrap();
+                let d = pollster::block_on(conv_gemm::im2col(&ctx, s, &xb, &col, per_row));
+                run(&ctx, &d.unwrap());
+                read(&ctx, &col, len)
+            })
+            .collect();
+        let differ = cols[0]
+            .iter()
+            .zip(&cols[1])
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(differ, None, "{s:?}: im2col forms differ at {differ:?}");
+    }
+}
+
 #[test]
 fn conv2d_as_matrix_products_matches_reference() {
     let Some(ctx) = context() else { return };

@@ -54,6 +54,7 @@ fn source(entry: &'static str) -> KernelSource {
     KernelSource {
         name: match entry {
             "im2col" => "conv_gemm.im2col",
+            "im2col_rows" => "conv_gemm.im2col_rows",
             "rows" => "conv_gemm.rows",
             "planes" => "conv_gemm.planes",
             _ => "conv_gemm.col2im",
@@ -199,6 +200,33 @@ async fn pack_weight(
     Ok((d, out, width))
 }
 
+/// The im2col pass of the forward, `x -> col`: one invocation per texel of col, or with
+/// `per_row` one per row. A CPU adapter runs each lane's loop as plain code, and there the row
+/// form, which divides once per row instead of once per texel, measured 15-20% faster on
+/// llvmpipe; a GPU wants neighbouring invocations on neighbouring texels, so that its stores
+/// coalesce. The two write the same col, bit for bit.
+pub async fn im2col(
+    ctx: &Context,
+    shape: ConvShape,
+    x: &wgpu::Buffer,
+    col: &wgpu::Buffer,
+    per_row: bool,
+) -> Result<Dispatch> {
+    let k = shape.ic * shape.kh * shape.kw;
+    let (kq, padded) = (texels(k), rows(shape).1);
+    if per_row {
+        let (p, grid) = self::params(ctx, shape, 1, padded);
+        let p = Params {
+            width: kq as u32,
+            ..p
+        };
+        run(ctx, "im2col_rows", p, grid, (x, x), col).await
+    } else {
+        let (p, grid) = self::params(ctx, shape, kq, padded);
+        run(ctx, "im2col", p, grid, (x, x), col).await
+    }
+}
+
 /// The forward pass: `y = relu?(conv(x, W) + bias)` into `y` ([n, oc, oh, ow] from 0), through
 /// `col` (at least [`col_len`] floats).
 #[allow(clippy::too_many_arguments)]
@@ -215,10 +243,10 @@ pub async fn forward(
 ) -> Result<Vec<Dispatch>> {
     let (oh, ow) = shape.output()?;
     let k = shape.ic * shape.kh * shape.kw;
-    let (r, padded) = rows(shape);
+    let (r, _) = rows(shape);
     let kq = texels(k);
-    let (p, grid) = self::params(ctx, shape, kq, padded);
-    let im2col = run(ctx, "im2col", p, grid, (x, x), col).await?;
+    let per_row = ctx.info.device_type == wgpu::DeviceType::Cpu;
+    let im2col = im2col(ctx, shape, x, col, per_row).await?;
     let (pack_w, packed, width) = pack_weight(ctx, shape, params, w_off, true).await?;
     // A few output channels make a narrow C: the tall block layout serves it, which the
     // subgroup kernel cannot use (its lanes share rows).
