@@ -190,31 +190,27 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let kdim = p.ic * p.kh * p.kw;
     var sum = 0.0;
     // Output row i reaches input row yy through kernel row u when i stride + u = yy + pad: the
-    // u of one residue modulo stride, from the largest i down (ascending u), no division in
-    // the loop. Likewise for columns.
+    // u of one residue modulo stride, from the largest i down (ascending u). Each step of u by
+    // stride lowers i by one, so only the first i is divided out. Likewise for columns.
     let ty = yy + p.pad;
     let tx = xx + p.pad;
+    let v0 = tx % p.stride;
+    let j0 = (tx - v0) / p.stride;
     var u = ty % p.stride;
-    for (; u < p.kh; u += p.stride) {
-        if (u > ty) {
-            break;
-        }
-        let i = (ty - u) / p.stride;
-        if (i >= p.oh) {
-            continue;
-        }
-        let row = (b * p.oh + i) * p.ow;
-        var v = tx % p.stride;
-        for (; v < p.kw; v += p.stride) {
-            if (v > tx) {
-                break;
+    var i = (ty - u) / p.stride;
+    for (; u < p.kh && u <= ty; u += p.stride) {
+        if (i < p.oh) {
+            let row = (b * p.oh + i) * p.ow;
+            let base = p.src_off + (c * p.kh + u) * p.kw;
+            var j = j0;
+            for (var v = v0; v < p.kw && v <= tx; v += p.stride) {
+                if (j < p.ow) {
+                    sum += src[base + (row + j) * kdim + v];
+                }
+                j -= 1u;
             }
-            let j = (tx - v) / p.stride;
-            if (j >= p.ow) {
-                continue;
-            }
-            sum += src[p.src_off + (row + j) * kdim + (c * p.kh + u) * p.kw + v];
         }
+        i -= 1u;
     }
     if ((p.flags & FLAG_MASK) != 0u && !(mask[e] > 0.0)) {
         sum = 0.0;
