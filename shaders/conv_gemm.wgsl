@@ -143,13 +143,14 @@ fn im2col_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// grad_y[b, o, q] for row r = b P + q, 0 past the tensor.
-fn grad_y_at(r: u32, o: u32) -> f32 {
-    let positions = p.oh * p.ow;
-    if (r >= p.n * positions || o >= p.oc) {
+// grad_y[b, o, q] (row r = b P + q of the position-major matrices), 0 past the tensor. Callers
+// take r apart once per texel and step (b, q) themselves: integer division is a slow loop per
+// lane on llvmpipe, and these passes are nothing but index arithmetic and copies.
+fn grad_y_at(b: u32, q: u32, o: u32) -> f32 {
+    if (b >= p.n || o >= p.oc) {
         return 0.0;
     }
-    return src[p.src_off + ((r / positions) * p.oc + o) * positions + r % positions];
+    return src[p.src_off + (b * p.oc + o) * p.oh * p.ow + q];
 }
 
 @compute @workgroup_size(256)
@@ -160,8 +161,11 @@ fn rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let r = i / p.width;
     let o = 4u * (i % p.width);
-    packed[i] = vec4<f32>(grad_y_at(r, o), grad_y_at(r, o + 1u), grad_y_at(r, o + 2u),
-                          grad_y_at(r, o + 3u));
+    let positions = p.oh * p.ow;
+    let b = r / positions;
+    let q = r % positions;
+    packed[i] = vec4<f32>(grad_y_at(b, q, o), grad_y_at(b, q, o + 1u), grad_y_at(b, q, o + 2u),
+                          grad_y_at(b, q, o + 3u));
 }
 
 @compute @workgroup_size(256)
@@ -172,8 +176,19 @@ fn planes(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let o = i / p.width;
     let r = 4u * (i % p.width);
-    packed[i] = vec4<f32>(grad_y_at(r, o), grad_y_at(r + 1u, o), grad_y_at(r + 2u, o),
-                          grad_y_at(r + 3u, o));
+    let positions = p.oh * p.ow;
+    var b = r / positions;
+    var q = r % positions;
+    var v = vec4<f32>(0.0);
+    for (var t = 0u; t < 4u; t++) {
+        v[t] = grad_y_at(b, q, o);
+        q += 1u;
+        if (q == positions) {
+            q = 0u;
+            b += 1u;
+        }
+    }
+    packed[i] = v;
 }
 
 // dcol is `src` here: [R, K] row-major floats from src_off.
