@@ -126,9 +126,10 @@ fn im2col_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
             let x = x0 + t;
             let inside = live && c < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
                 && x - p.pad < p.w;
-            if (inside) {
-                v[e] = src[p.src_off + ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad];
-            }
+            // Loaded unconditionally from a valid index and then selected: a load under a
+            // branch that differs between lanes is dearer on llvmpipe.
+            let at = select(0u, ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad, inside);
+            v[e] = select(0.0, src[p.src_off + at], inside);
             t += 1u;
             if (t == p.kw) {
                 t = 0u;
