@@ -220,9 +220,11 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
             let base = p.src_off + (c * p.kh + u) * p.kw;
             var j = j0;
             for (var v = v0; v < p.kw && v <= tx; v += p.stride) {
-                if (j < p.ow) {
-                    sum += src[base + (row + j) * kdim + v];
-                }
+                // Loaded from a valid index and then selected, not loaded under a branch that
+                // differs between lanes (dearer on llvmpipe).
+                let inside = j < p.ow;
+                let at = select(0u, (row + j) * kdim, inside);
+                sum += select(0.0, src[base + at + v], inside);
                 j -= 1u;
             }
         }
