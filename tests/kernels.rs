@@ -404,7 +404,9 @@ fn softmax_xent_matches_reference_and_accumulates() {
 /// Runs `steps` updates of `config` on the GPU and on the CPU reference from the same start,
 /// with a fresh random gradient each step.
 fn check_optimizer(ctx: &Context, name: &str, config: &Config, steps: u64) {
-    let len = 1000; // a multiple of 4 (the kernel reads vec4s), not of the 256-wide workgroup
+    // A multiple of 4 (the kernel reads vec4s), not of the 256-wide workgroup's 1024 floats,
+    // and over two workgroups' worth, so that a partial last workgroup follows full ones.
+    let len = 2500;
     let mut p = random(len, 20, 1.0);
     let (mut s1, mut s2) = (vec![0.0f32; len], vec![0.0f32; len]);
     let pb = ctx.storage_init("param", &p).unwrap();
