@@ -57,6 +57,32 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.y * p.row_stride + gid.x;
 }
 
+// The col value of tap (c, u, v) = (tap.x, tap.y, tap.z) for the patch whose corner is (y0, x0)
+// in padded coordinates of image b: 0 outside the image, past ic, or for a padding row (!live).
+// Loaded from a valid index and then selected, not loaded under a branch that differs between
+// lanes, which costs more on llvmpipe.
+fn tap_value(b: u32, y0: u32, x0: u32, tap: vec3<u32>, live: bool) -> f32 {
+    // In padded coordinates, so that a negative position is a large unsigned one.
+    let y = y0 + tap.y;
+    let x = x0 + tap.z;
+    let inside = live && tap.x < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
+        && x - p.pad < p.w;
+    let at = select(0u, ((b * p.ic + tap.x) * p.h + y - p.pad) * p.w + x - p.pad, inside);
+    return select(0.0, src[p.src_off + at], inside);
+}
+
+// The tap after `tap` in (c, u, v) order, without dividing.
+fn next_tap(tap: vec3<u32>) -> vec3<u32> {
+    var t = tap + vec3<u32>(0u, 0u, 1u);
+    if (t.z == p.kw) {
+        t = vec3<u32>(t.x, t.y + 1u, 0u);
+        if (t.y == p.kh) {
+            t = vec3<u32>(t.x + 1u, 0u, 0u);
+        }
+    }
+    return t;
+}
+
 @compute @workgroup_size(256)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
@@ -69,34 +95,15 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k0 = 4u * (i % p.width);
     let positions = p.oh * p.ow;
     let kk = p.kh * p.kw;
+    let b = r / positions;
+    let q = r % positions;
+    let y0 = (q / p.ow) * p.stride;
+    let x0 = (q % p.ow) * p.stride;
+    var tap = vec3<u32>(k0 / kk, (k0 % kk) / p.kw, k0 % p.kw);
     var v = vec4<f32>(0.0);
-    if (r < p.n * positions) {
-        let b = r / positions;
-        let q = r % positions;
-        let y0 = (q / p.ow) * p.stride;
-        let x0 = (q % p.ow) * p.stride;
-        var c = k0 / kk;
-        var u = (k0 % kk) / p.kw;
-        var t = k0 % p.kw;
-        for (var e = 0u; e < 4u; e++) {
-            // In padded coordinates, so that a negative position is a large unsigned one.
-            let y = y0 + u;
-            let x = x0 + t;
-            let inside = c < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
-                && x - p.pad < p.w;
-            if (inside) {
-                v[e] = src[p.src_off + ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad];
-            }
-            t += 1u;
-            if (t == p.kw) {
-                t = 0u;
-                u += 1u;
-                if (u == p.kh) {
-                    u = 0u;
-                    c += 1u;
-                }
-            }
-        }
+    for (var e = 0u; e < 4u; e++) {
+        v[e] = tap_value(b, y0, x0, tap, r < p.n * positions);
+        tap = next_tap(tap);
     }
     packed[i] = v;
 }
@@ -115,30 +122,12 @@ fn im2col_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let q = r % positions;
     let y0 = (q / p.ow) * p.stride;
     let x0 = (q % p.ow) * p.stride;
-    var c = 0u;
-    var u = 0u;
-    var t = 0u;
+    var tap = vec3<u32>(0u);
     for (var k = 0u; k < p.width; k++) {
         var v = vec4<f32>(0.0);
         for (var e = 0u; e < 4u; e++) {
-            // In padded coordinates, so that a negative position is a large unsigned one.
-            let y = y0 + u;
-            let x = x0 + t;
-            let inside = live && c < p.ic && y >= p.pad && x >= p.pad && y - p.pad < p.h
-                && x - p.pad < p.w;
-            // Loaded unconditionally from a valid index and then selected: a load under a
-            // branch that differs between lanes is dearer on llvmpipe.
-            let at = select(0u, ((b * p.ic + c) * p.h + y - p.pad) * p.w + x - p.pad, inside);
-            v[e] = select(0.0, src[p.src_off + at], inside);
-            t += 1u;
-            if (t == p.kw) {
-                t = 0u;
-                u += 1u;
-                if (u == p.kh) {
-                    u = 0u;
-                    c += 1u;
-                }
-            }
+            v[e] = tap_value(b, y0, x0, tap, live);
+            tap = next_tap(tap);
         }
         packed[r * p.width + k] = v;
     }
