@@ -76,8 +76,8 @@ fn reference_backward_matches_finite_differences() {
 fn network_gradients_match_f64_backward() {
     let Some(ctx) = context() else { return };
     // Heads of up to 16 classes over a multiple of 4 inputs train fused (kernels::head), with
-    // the layer below linear, a convolution (small_models' CNN) or nothing (the one-layer
-    // model); 17 inputs or 20 classes keep the separate kernels.
+    // the layer below linear, a convolution (small_models' CNN), a max-pool or nothing (the
+    // one-layer model); 17 inputs or 20 classes keep the separate kernels.
     let mut models: Vec<(ModelSpec, usize)> = vec![
         (ModelSpec::mlp(13, &[17], 5), 9),
         (ModelSpec::mlp(13, &[20], 5), 9),
@@ -89,6 +89,16 @@ fn network_gradients_match_f64_backward() {
         (ModelSpec::lenet5(), 3),
         (ModelSpec::autoencoder(784, &[32]), 5),
     ];
+    // A max-pool below the head (4 x 3 x 3 = 36 inputs, fused).
+    let pooled = ModelSpec::builder("custom", &[1, 6, 6])
+        .conv(4, 3, 1, 1)
+        .relu()
+        .maxpool(2, 2)
+        .flatten()
+        .linear(3)
+        .build(Loss::CrossEntropy)
+        .unwrap();
+    models.push((pooled, 5));
     models.extend(small_models().into_iter().map(|m| (m, 6)));
     for (spec, rows) in models {
         let mut net = pollster::block_on(Network::new(&ctx, &spec, 11)).unwrap();

@@ -50,8 +50,9 @@ pub struct Plan {
     /// when `loss_train` is the fused head, which computes that layer itself.
     pub train_forward: usize,
     /// Loss with the output gradient, accumulating into the training stats; with a small
-    /// linear classifier head, the head's forward, loss and backward in one dispatch
-    /// ([`crate::kernels::head`]).
+    /// linear classifier head, the fused head's first pass ([`crate::kernels::head`]: the
+    /// layer's forward and the loss), whose second pass (the layer's backward) opens
+    /// `backward`.
     pub loss_train: Dispatch,
     /// Loss (and accuracy) without gradient, accumulating into the evaluation stats.
     pub loss_eval: Dispatch,
@@ -116,7 +117,7 @@ impl Network {
         let last = ops.len() - 1;
         let linear_xent =
             self.spec().loss == Loss::CrossEntropy && ops[last].kind == OpKind::Linear;
-        // A small linear classifier head trains in one fused dispatch.
+        // A small linear classifier head trains in the fused head's two passes.
         let fused_head = linear_xent && head::fits(batch, ops[last].output, ops[last].input);
 
         let mut forward = Vec::new();
