@@ -51,15 +51,21 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.y * p.row_stride + gid.x;
 }
 
+// Output element o of y [n, c, oh, ow] as (plane, i, j), plane = b c + channel.
+fn output_position(o: u32) -> vec3<u32> {
+    return vec3<u32>(o / (p.ow * p.oh), (o / p.ow) % p.oh, o % p.ow);
+}
+
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let e = index(gid);
     if (e >= p.n * p.c * p.oh * p.ow) {
         return;
     }
-    let j = e % p.ow;
-    let i = (e / p.ow) % p.oh;
-    let plane = e / (p.ow * p.oh);
+    let at_out = output_position(e);
+    let plane = at_out.x;
+    let i = at_out.y;
+    let j = at_out.z;
     let base = p.x_off + plane * p.h * p.w;
     var best = i * p.stride * p.w + j * p.stride;
     var mx = x[base + best];
@@ -114,9 +120,10 @@ fn tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (o >= p.n * p.c * p.oh * p.ow) {
         return;
     }
-    let j = o % p.ow;
-    let i = (o / p.ow) % p.oh;
-    let plane = o / (p.ow * p.oh);
+    let at_out = output_position(o);
+    let plane = at_out.x;
+    let i = at_out.y;
+    let j = at_out.z;
     let best = argmax[o];
     let g = y[o];
     let top = i * p.k * p.w + j * p.k;
