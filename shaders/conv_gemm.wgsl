@@ -19,7 +19,8 @@
 //   im2col_rows the same, one invocation per row of col (the host's choice on a CPU adapter)
 //   rows        grad_y -> grad_y'' [R, oc]    width = ceil(oc / 4)
 //   planes      grad_y -> grad_y' [oc, R]     width = ceil(R / 4)
-//   col2im      dcol [R, K] (row-major floats, row stride K) -> grad_x, each element the sum
+//   col2im      dcol [R, K] (row-major floats, row stride `width` = K rounded up to a multiple
+//               of 4, so that the product before it stores vec4s) -> grad_x, each element the sum
 //               over the (u, v) that reach it, in ascending order (deterministic, no atomics);
 //               with flags & 4 zeroed where mask (the ReLU output that fed this conv) <= 0
 
@@ -36,7 +37,7 @@ struct Params {
     oh: u32,
     ow: u32,
     flags: u32,
-    // Texels per packed row and packed rows (pack entries).
+    // Texels per packed row and packed rows (pack entries); col2im: the row stride of dcol.
     width: u32,
     height: u32,
     row_stride: u32,
@@ -192,7 +193,7 @@ fn col2im(@builtin(global_invocation_id) gid: vec3<u32>) {
     let yy = (e / p.w) % p.h;
     let c = (e / (p.w * p.h)) % p.ic;
     let b = e / (p.w * p.h * p.ic);
-    let kdim = p.ic * p.kh * p.kw;
+    let kdim = p.width;
     var sum = 0.0;
     // Output row i reaches input row yy through kernel row u when i stride + u = yy + pad: the
     // u of one residue modulo stride, from the largest i down (ascending u). Each step of u by

@@ -171,20 +171,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         c7a = fma(vec4<f32>(a7.w), b3a, c7a);
         c7b = fma(vec4<f32>(a7.w), b3b, c7b);
     }
-    store_row(row0 + 0u, col0, c0a);
-    store_row(row0 + 0u, col0 + 4u, c0b);
-    store_row(row0 + 1u, col0, c1a);
-    store_row(row0 + 1u, col0 + 4u, c1b);
-    store_row(row0 + 2u, col0, c2a);
-    store_row(row0 + 2u, col0 + 4u, c2b);
-    store_row(row0 + 3u, col0, c3a);
-    store_row(row0 + 3u, col0 + 4u, c3b);
-    store_row(row0 + 4u, col0, c4a);
-    store_row(row0 + 4u, col0 + 4u, c4b);
-    store_row(row0 + 5u, col0, c5a);
-    store_row(row0 + 5u, col0 + 4u, c5b);
-    store_row(row0 + 6u, col0, c6a);
-    store_row(row0 + 6u, col0 + 4u, c6b);
-    store_row(row0 + 7u, col0, c7a);
-    store_row(row0 + 7u, col0 + 4u, c7b);
+    store_block(row0 + 0u, col0, c0a, c1a, c2a, c3a);
+    store_block(row0 + 0u, col0 + 4u, c0b, c1b, c2b, c3b);
+    store_block(row0 + 4u, col0, c4a, c5a, c6a, c7a);
+    store_block(row0 + 4u, col0 + 4u, c4b, c5b, c6b, c7b);
 }

@@ -160,6 +160,20 @@ fn matmul_epilogues_match_reference() {
     for e in epilogues {
         check_matmul(&ctx, (37, 70, 45), false, true, e);
         check_matmul(&ctx, (37, 70, 45), true, false, e);
+        // C rows of whole aligned vec4s: the epilogue's vec4 stores (C_VEC4).
+        let e = Epilogue {
+            mask: e.mask.map(|(off, _)| (off, 68)),
+            ..e
+        };
+        check_matmul_variant(
+            &ctx,
+            Variant::Strided,
+            (37, 68, 45),
+            true,
+            false,
+            e,
+            (3, 5, 8),
+        );
     }
 }
 
@@ -218,6 +232,13 @@ fn block8_matmuls_match_reference() {
         }
         check_matmul_variant(&ctx, v, (130, 150, 67), false, true, e, (3, 5, 7));
         check_matmul_variant(&ctx, v, (130, 150, 67), true, false, masked, (3, 5, 7));
+        // The same epilogues where C's rows are whole aligned vec4s (C_VEC4).
+        let masked = Epilogue {
+            mask: Some((13, 68)),
+            ..masked
+        };
+        check_matmul_variant(&ctx, v, (36, 68, 44), false, true, e, (4, 8, 8));
+        check_matmul_variant(&ctx, v, (36, 68, 44), true, false, masked, (4, 8, 8));
     }
 }
 

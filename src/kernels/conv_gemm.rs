@@ -359,7 +359,9 @@ pub async fn grad_input(
     let (p, grid) = self::params(ctx, shape, ocq, padded);
     let pack = run(ctx, "rows", p, grid, (grad_y, grad_y), &gy_rows).await?;
     let (pack_w, packed, width) = pack_weight(ctx, shape, params, w_off, false).await?;
-    let dcol = ctx.storage("dcol", r * k)?;
+    // dcol's rows padded to whole vec4s, so that the product stores them as vec4s.
+    let kp = 4 * texels(k);
+    let dcol = ctx.storage("dcol", r * kp)?;
     let product = matmul::dispatch_grids(
         ctx,
         variant,
@@ -380,7 +382,7 @@ pub async fn grad_input(
             row_stride: width,
             cols: width,
         },
-        (0, k),
+        (0, kp),
         Epilogue::default(),
         None,
         (params, params, &dcol),
@@ -388,6 +390,7 @@ pub async fn grad_input(
     .await?;
     let elements = shape.n * shape.ic * shape.h * shape.w;
     let (mut p, grid) = self::params(ctx, shape, elements, 1);
+    p.width = kp as u32;
     if mask.is_some() {
         p.flags = 4;
     }

@@ -6,8 +6,8 @@
 //! head fused with its loss), [`optim`], [`conv`], [`pool`].
 //! Their CPU references live together in [`crate::reference`].
 //!
-//! Pipelines are compiled once per device, on first use, and kept in the device's
-//! [`PipelineCache`]. A [`Dispatch`] is a pipeline with its bind group and grid, built once when a
+//! Pipelines are compiled once per device and set of override constants (matmul specialises
+//! its epilogue that way), on first use, and kept in the device's [`PipelineCache`]. A [`Dispatch`] is a pipeline with its bind group and grid, built once when a
 //! plan is built and replayed every step.
 
 pub mod bias;
@@ -55,28 +55,43 @@ pub struct KernelSource {
     pub bindings: &'static [Binding],
 }
 
-/// Compiled kernels of one device, keyed by name.
+/// A kernel's name and the values of its override constants: one compiled pipeline.
+type PipelineKey = (&'static str, Vec<(&'static str, u32)>);
+
+/// Compiled kernels of one device, keyed by name and override constants.
 #[derive(Default)]
 pub struct PipelineCache {
-    kernels: Mutex<HashMap<&'static str, Arc<Kernel>>>,
+    kernels: Mutex<HashMap<PipelineKey, Arc<Kernel>>>,
 }
 
 impl PipelineCache {
     /// Returns the kernel compiled from `source`, compiling it on first use.
     pub async fn get(&self, ctx: &Context, source: &KernelSource) -> Result<Arc<Kernel>> {
+        self.get_with(ctx, source, &[]).await
+    }
+
+    /// As [`PipelineCache::get`], with `constants` for the source's `override` declarations
+    /// (those not named keep their defaults): one pipeline per distinct set.
+    pub async fn get_with(
+        &self,
+        ctx: &Context,
+        source: &KernelSource,
+        constants: &[(&'static str, u32)],
+    ) -> Result<Arc<Kernel>> {
+        let key = (source.name, constants.to_vec());
         if let Some(k) = self
             .kernels
             .lock()
             .expect("pipeline cache poisoned")
-            .get(source.name)
+            .get(&key)
         {
             return Ok(k.clone());
         }
-        let kernel = Arc::new(compile(ctx, source).await?);
+        let kernel = Arc::new(compile(ctx, source, constants).await?);
         self.kernels
             .lock()
             .expect("pipeline cache poisoned")
-            .insert(source.name, kernel.clone());
+            .insert(key, kernel.clone());
         Ok(kernel)
     }
 }
@@ -104,7 +119,11 @@ fn binding_type(b: Binding) -> wgpu::BindingType {
     }
 }
 
-async fn compile(ctx: &Context, source: &KernelSource) -> Result<Kernel> {
+async fn compile(
+    ctx: &Context,
+    source: &KernelSource,
+    constants: &[(&'static str, u32)],
+) -> Result<Kernel> {
     let device = &ctx.device;
     ctx.checked(&format!("compiling kernel {}", source.name), || {
         let entries: Vec<wgpu::BindGroupLayoutEntry> = source
@@ -132,12 +151,16 @@ async fn compile(ctx: &Context, source: &KernelSource) -> Result<Kernel> {
             source: wgpu::ShaderSource::Wgsl(source.wgsl.into()),
         };
         let module = device.create_shader_module(desc);
+        let constants: Vec<(&str, f64)> = constants.iter().map(|&(k, v)| (k, v as f64)).collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(source.name),
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(source.entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
             cache: None,
         });
         Kernel {

@@ -246,9 +246,23 @@ pub struct Shape {
     pub k: usize,
 }
 
-/// The compiled matmul kernel.
-pub async fn kernel(ctx: &Context) -> Result<Arc<Kernel>> {
-    ctx.pipelines().get(ctx, &SOURCE).await
+/// The compiled strided matmul kernel, specialised for products with parameters `p`.
+pub async fn kernel(ctx: &Context, p: &Params) -> Result<Arc<Kernel>> {
+    ctx.pipelines().get_with(ctx, &SOURCE, &specialize(p)).await
+}
+
+/// The override constants of matmul_common.wgsl for a product with parameters `p`: its
+/// epilogue flags, and whether C's rows (NCHW: its runs of four positions) are whole aligned
+/// vec4s, so that the epilogue stores vec4s. See the header there for why.
+fn specialize(p: &Params) -> [(&'static str, u32); 2] {
+    let q = |v: u32| v % 4 == 0;
+    let vec4 = if p.flags & FLAG_NCHW != 0 {
+        // Rows are (image, position) with P = c_rs positions per image.
+        q(p.c_rs) && q(p.c_off) && q(p.m)
+    } else {
+        q(p.n) && q(p.c_rs) && q(p.c_off)
+    };
+    [("EPILOGUE", p.flags), ("C_VEC4", vec4 as u32)]
 }
 
 /// Buffers of one product. `bias` and `mask` may be any readable buffer when unused.
@@ -796,7 +810,7 @@ pub async fn dispatch_variant(
     match variant {
         Variant::Strided => Ok(vec![Dispatch::new(
             ctx,
-            kernel(ctx).await?,
+            kernel(ctx, &strided).await?,
             Some(ctx.uniform("matmul params", &strided)),
             &all,
             groups,
@@ -814,7 +828,10 @@ pub async fn dispatch_variant(
                 mask_rs: strided.mask_rs,
                 ..p
             };
-            let kernel = ctx.pipelines().get(ctx, &vec4_source(entry)).await?;
+            let kernel = ctx
+                .pipelines()
+                .get_with(ctx, &vec4_source(entry), &specialize(&p))
+                .await?;
             Ok(vec![Dispatch::new(
                 ctx,
                 kernel,
@@ -914,12 +931,13 @@ async fn launch_block8(
     p.split = split as u32;
     p.k_per_split = per as u32;
 
-    let kernel = ctx
-        .pipelines()
-        .get(ctx, &block8_source(variant, bt))
-        .await?;
+    let source = block8_source(variant, bt);
     let groups = [gx as u32, gy as u32, split as u32];
     if split == 1 {
+        let kernel = ctx
+            .pipelines()
+            .get_with(ctx, &source, &specialize(&p))
+            .await?;
         let resources = vec![
             a_res,
             b_res,
@@ -946,8 +964,15 @@ async fn launch_block8(
         part.as_entire_binding(),
     ];
     let params = Some(ctx.uniform("matmul params", &slices));
+    let kernel = ctx
+        .pipelines()
+        .get_with(ctx, &source, &specialize(&slices))
+        .await?;
     let product = Dispatch::bind(ctx, kernel, params, resources, groups);
-    let reduce = ctx.pipelines().get(ctx, &REDUCE).await?;
+    let reduce = ctx
+        .pipelines()
+        .get_with(ctx, &REDUCE, &specialize(&p))
+        .await?;
     let params = Some(ctx.uniform("matmul reduce params", &p));
     let grid = [div_ceil(shape.n.div_ceil(4), REDUCE_WG), shape.m as u32, 1];
     if grid[1] as usize > max {
