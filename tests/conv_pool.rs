@@ -7,6 +7,7 @@ use common::{assert_close, assert_close32, context, random};
 use wgrad::gpu::Context;
 use wgrad::kernels::conv::{self, ConvShape, Pass};
 use wgrad::kernels::conv_gemm;
+use wgrad::kernels::conv_strip;
 use wgrad::kernels::matmul::Variant;
 use wgrad::kernels::pool::{self, PoolShape};
 use wgrad::kernels::{self, loss, Dispatch};
@@ -425,5 +426,79 @@ fn conv2d_as_matrix_products_matches_reference() {
         for s in conv_shapes() {
             check_conv_gemm(&ctx, variant, s);
         }
+    }
+}
+
+/// The strips of conv_strip.wgsl (forward with and without ReLU, weight and bias gradients) on
+/// the shapes they take: LeNet-5's first convolution, several input channels with padding and
+/// a non-square kernel, and a batch whose last strips fill only part of a subgroup.
+#[test]
+fn conv_strips_match_reference() {
+    let Some(ctx) = context() else { return };
+    let shapes = [
+        shape(2, 1, 28, 28, 6, 5, 5, 1, 2),
+        shape(3, 2, 9, 8, 5, 4, 3, 1, 1),
+        shape(1, 3, 6, 4, 8, 2, 1, 1, 0),
+    ];
+    for s in shapes {
+        assert!(
+            conv_strip::fits(&ctx, s) || std::env::var("CI").is_err(),
+            "{s:?}"
+        );
+        if !conv_strip::fits(&ctx, s) {
+            eprintln!("skipping strips for {s:?}: not supported here");
+            continue;
+        }
+        let (oh, ow) = s.output().unwrap();
+        let (w_off, wlen) = (5, s.oc * s.ic * s.kh * s.kw);
+        let b_off = w_off + wlen + 3;
+        let x = random(s.n * s.ic * s.h * s.w, 1, 1.0);
+        let params = random(b_off + s.oc + 2, 2, 1.0);
+        let gy = random(s.n * s.oc * oh * ow, 3, 1.0);
+        let (ws, bs) = (&params[w_off..w_off + wlen], &params[b_off..b_off + s.oc]);
+        let xb = ctx.storage_init("x", &x).unwrap();
+        let pb = ctx.storage_init("params", &params).unwrap();
+        let gyb = ctx.storage_init("grad_y", &gy).unwrap();
+        let run_all = |d: &[Dispatch]| {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            kernels::record_all(&mut encoder, d);
+            ctx.queue.submit([encoder.finish()]);
+        };
+        for relu in [false, true] {
+            let want = reference::conv2d(s, &x, ws, Some(bs), relu);
+            let y = ctx.storage("y", want.len()).unwrap();
+            let at = (w_off, b_off);
+            let d = pollster::block_on(conv_strip::forward(&ctx, s, &xb, &pb, at, relu, &y));
+            run_all(&d.unwrap());
+            let got: Vec<f32> = read(&ctx, &y, want.len());
+            assert_close(
+                &format!("{s:?} strips relu={relu}"),
+                &got,
+                &want,
+                CONV_ABS,
+                CONV_REL,
+            );
+        }
+        // Into a larger gradient buffer: what lies outside the weight and bias stays as it was.
+        let (_, gw, gb) = reference::conv2d_grads(s, &x, ws, &gy);
+        let before = random(b_off + s.oc + 2, 4, 1.0);
+        let grads = ctx.storage_init("grads", &before).unwrap();
+        let at = (w_off, b_off);
+        let d = pollster::block_on(conv_strip::grad_weight(&ctx, s, &gyb, &xb, &grads, at));
+        run_all(&d.unwrap());
+        let got: Vec<f32> = read(&ctx, &grads, before.len());
+        let name = format!("{s:?} strips grad_weight");
+        assert_close(&name, &got[w_off..w_off + wlen], &gw, CONV_ABS, CONV_REL);
+        let name = format!("{s:?} strips grad_bias");
+        assert_close(&name, &got[b_off..b_off + s.oc], &gb, CONV_ABS, CONV_REL);
+        let untouched = |r: std::ops::Range<usize>| got[r.clone()] == before[r];
+        assert!(
+            untouched(0..w_off) && untouched(w_off + wlen..b_off),
+            "{name}: wrote outside"
+        );
+        assert!(
+            untouched(b_off + s.oc..before.len()),
+            "{name}: wrote past the bias"
+        );
     }
 }

@@ -25,6 +25,7 @@ use super::Network;
 use crate::error::Result;
 use crate::kernels::conv::{self, Pass};
 use crate::kernels::conv_gemm::{self, Method};
+use crate::kernels::conv_strip;
 use crate::kernels::pool;
 use crate::kernels::{bias, head, loss, matmul, Dispatch};
 use crate::model::{Loss, Op, OpKind};
@@ -265,10 +266,14 @@ impl Network {
                 .await
             }
             OpKind::Conv { .. } => {
-                if let (Some(Method::Gemm(v)), Some(col)) = (conv_method(ctx, op, batch), col) {
-                    let shape = op.conv_shape(batch);
-                    let at = (weight(), bias_at());
+                let method = conv_method(ctx, op, batch);
+                let shape = op.conv_shape(batch);
+                let at = (weight(), bias_at());
+                if let (Some(Method::Gemm(v)), Some(col)) = (method, col) {
                     return conv_gemm::forward(ctx, v, shape, x, params, at, op.relu, y, col).await;
+                }
+                if method == Some(Method::Strip) {
+                    return conv_strip::forward(ctx, shape, x, params, at, op.relu, y).await;
                 }
                 let flags = conv::FLAG_BIAS | if op.relu { conv::FLAG_RELU } else { 0 };
                 let d = conv::dispatch(
@@ -449,7 +454,21 @@ impl Network {
                     grad_y: dy,
                     out: (to, at),
                 };
-                if let (Some(Method::Gemm(v)), Some(col)) = (conv_method(ctx, op, batch), col) {
+                let method = conv_method(ctx, op, batch);
+                if method == Some(Method::Strip) {
+                    let at = (weight, b);
+                    out.extend(conv_strip::grad_weight(ctx, shape, dy, x, grads, at).await?);
+                    if let Some((dx, masked)) = below {
+                        let mask = masked.then_some(x);
+                        let v = matmul::Variant::Block8Sg;
+                        out.extend(
+                            conv_gemm::grad_input(ctx, v, shape, dy, params, weight, mask, dx)
+                                .await?,
+                        );
+                    }
+                    return Ok(());
+                }
+                if let (Some(Method::Gemm(v)), Some(col)) = (method, col) {
                     out.extend(
                         conv_gemm::grad_weight(ctx, v, shape, dy, col, grads, weight).await?,
                     );

@@ -7,11 +7,13 @@
 //!   grad_input   rows(grad_y) -> grad_y'' [R, oc];  pack W;  dcol = grad_y'' W;
 //!                grad_x = col2im(dcol) (* ReLU mask)
 //! where R = n oh ow. The bias gradient keeps conv2d.wgsl's reduction. Which way a convolution
-//! runs (these products, or conv2d.wgsl's direct loops) is [`choose`]'s decision.
+//! runs (these products, conv_strip.wgsl's strips, or conv2d.wgsl's direct loops) is
+//! [`choose`]'s decision.
 //!
 //! The CPU references are [`crate::reference::conv2d`] and [`crate::reference::conv2d_grads`].
 
 use super::conv::ConvShape;
+use super::conv_strip;
 use super::matmul::{self, pack, Epilogue, Grid, Shape, Variant};
 use super::{div_ceil, grid_2d, Binding, Dispatch, KernelSource};
 use crate::error::Result;
@@ -72,15 +74,19 @@ pub enum Method {
     Direct,
     /// The matrix products of this module, by this matmul variant (block8 or block8-sg).
     Gemm(Variant),
+    /// conv_strip.wgsl's strips for the forward and the weight gradient, this module's
+    /// products (block8-sg) for the input gradient.
+    Strip,
 }
 
 /// The method for a convolution: `WGRAD_KERNEL=direct`, `block8` or `block8-sg` when forced;
-/// else the products with block8-sg where the adapter has subgroups, block8 otherwise; direct
-/// when the im2col buffer would exceed the adapter's binding limit.
+/// else strips where [`conv_strip::fits`], the products with block8-sg where the adapter has
+/// subgroups, block8 otherwise; direct when the im2col buffer would exceed the adapter's
+/// binding limit.
 ///
 /// TODO: time the methods per shape as matmul::choose does. On llvmpipe the products make a
-/// LeNet-5 training step 2x faster than the direct loops, so the static order is right there,
-/// but it is not measured per adapter.
+/// LeNet-5 training step 2x faster than the direct loops, and strips make its first convolution
+/// faster again, so the static order is right there, but it is not measured per adapter.
 pub fn choose(ctx: &Context, shape: ConvShape) -> Method {
     let (r, _) = rows(shape);
     let too_big =
@@ -94,6 +100,8 @@ pub fn choose(ctx: &Context, shape: ConvShape) -> Method {
         Some("block8-sg") if !too_big && usable(Variant::Block8Sg) => {
             return Method::Gemm(Variant::Block8Sg)
         }
+        Some("block8" | "block8-sg") => {}
+        _ if conv_strip::fits(ctx, shape) => return Method::Strip,
         _ => {}
     }
     if too_big {

@@ -3,7 +3,8 @@
 //! Each kernel has one WGSL file in `shaders/` (compiled into the binary with `include_str!`) and
 //! one module here that owns its parameter struct, its binding list and its dispatch arithmetic:
 //! [`matmul`], [`bias`], [`loss`] (softmax cross-entropy and MSE), [`head`] (a small classifier
-//! head fused with its loss), [`optim`], [`conv`], [`pool`].
+//! head fused with its loss), [`optim`], [`conv`] (with [`conv_gemm`], convolutions as matrix
+//! products, and [`conv_strip`], small ones as strips of outputs), [`pool`].
 //! Their CPU references live together in [`crate::reference`].
 //!
 //! Pipelines are compiled once per device and set of override constants (matmul specialises
@@ -13,6 +14,7 @@
 pub mod bias;
 pub mod conv;
 pub mod conv_gemm;
+pub mod conv_strip;
 pub mod head;
 pub mod loss;
 pub mod matmul;
