@@ -370,12 +370,13 @@ pub async fn grad_input(
     // dcol's rows padded to whole vec4s, so that the product stores them as vec4s.
     let kp = 4 * texels(k);
     let dcol = ctx.storage("dcol", r * kp)?;
+    // n = kp: the padding columns come out 0 (packed W is zero past k) and col2im skips them.
     let product = matmul::dispatch_grids(
         ctx,
         variant,
         Shape {
             m: r,
-            n: k,
+            n: kp,
             k: shape.oc,
         },
         Grid {
