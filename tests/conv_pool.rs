@@ -257,6 +257,10 @@ fn maxpool_matches_reference_with_ties_and_odd_sizes() {
         &[0, 2, 4],
         "a constant window's argmax is its first element"
     );
+    // Ties where the 2x2 windows run in pairs over vec4 rows (w a multiple of 4).
+    let s = shape(2, 2, 6, 8, 2, 2);
+    check_pool(&ctx, s, &coarse[..2 * 2 * 6 * 8]);
+    check_pool(&ctx, s, &flat[..2 * 2 * 6 * 8]);
     // Overlapping windows (k 3, stride 2) and the LeNet-5 shape.
     check_pool(&ctx, shape(1, 2, 9, 8, 3, 2), &coarse[..2 * 9 * 8]);
     check_pool(

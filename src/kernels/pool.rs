@@ -27,6 +27,9 @@ enum Pass {
     Backward,
     /// One invocation per window, when the windows tile the input exactly.
     Tiled,
+    /// Forward and Tiled over two neighbouring 2x2 windows, for rows of a multiple of 4.
+    ForwardPairs,
+    TiledPairs,
 }
 
 fn source(pass: Pass) -> KernelSource {
@@ -34,6 +37,8 @@ fn source(pass: Pass) -> KernelSource {
         Pass::Forward => ("maxpool.forward", "forward"),
         Pass::Backward => ("maxpool.backward", "backward"),
         Pass::Tiled => ("maxpool.backward_tiled", "tiled"),
+        Pass::ForwardPairs => ("maxpool.forward_pairs", "forward_pairs"),
+        Pass::TiledPairs => ("maxpool.backward_tiled_pairs", "tiled_pairs"),
     };
     KernelSource {
         name,
@@ -110,15 +115,19 @@ pub async fn dispatch(
 ) -> Result<Dispatch> {
     let (oh, ow) = shape.output()?;
     let tiles = shape.k == shape.stride && shape.h % shape.k == 0 && shape.w % shape.k == 0;
-    let pass = match (forward, tiles) {
-        (true, _) => Pass::Forward,
-        (false, true) => Pass::Tiled,
-        (false, false) => Pass::Backward,
+    // 2x2 windows over rows of whole aligned vec4s: two windows per invocation.
+    let pairs = tiles && shape.k == 2 && shape.w % 4 == 0 && b.x.1 % 4 == 0;
+    let pass = match (forward, tiles, pairs) {
+        (true, _, true) => Pass::ForwardPairs,
+        (true, _, false) => Pass::Forward,
+        (false, _, true) => Pass::TiledPairs,
+        (false, true, false) => Pass::Tiled,
+        (false, false, _) => Pass::Backward,
     };
-    let outputs = if pass == Pass::Backward {
-        shape.n * shape.c * shape.h * shape.w
-    } else {
-        shape.n * shape.c * oh * ow
+    let outputs = match pass {
+        Pass::Backward => shape.n * shape.c * shape.h * shape.w,
+        Pass::ForwardPairs | Pass::TiledPairs => shape.n * shape.c * oh * ow / 2,
+        _ => shape.n * shape.c * oh * ow,
     };
     let groups = grid_2d(ctx, div_ceil(outputs, WG));
     let params = Params {
