@@ -10,6 +10,9 @@
 //   8 NCHW  store C[i, j] at c_off + (i / P) n P + j P + i % P, P = c_rs: row i = (b, q) of a
 //           convolution's output positions and column j its channel, so that C lands in
 //           NCHW order [b, n, P] (src/kernels/conv_gemm.rs); bias and ReLU as above
+//  16 NCHW_T the transpose: row i is a channel and column j = (b, q) a position, C[i, j] stored
+//           at c_off + (j / P) m P + i P + j % P, and the bias is bias[bias_off + i]. Only with
+//           C_VEC4 (P, n and c_off multiples of 4), checked by the host
 // Params mirrors `matmul::Params` in Rust field for field; the operand fields (a_*, b_*) are
 // read by each kernel in its own units (see its header).
 
@@ -46,6 +49,7 @@ const FLAG_BIAS: u32 = 1u;
 const FLAG_RELU: u32 = 2u;
 const FLAG_MASK: u32 = 4u;
 const FLAG_NCHW: u32 = 8u;
+const FLAG_NCHW_T: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -78,7 +82,9 @@ fn has(flag: u32) -> bool {
 fn finish(i: u32, j0: u32, acc: vec4<f32>, inside: vec4<bool>) -> vec4<f32> {
     let whole = all(inside);
     var v = acc;
-    if (has(FLAG_BIAS)) {
+    if (has(FLAG_BIAS) && has(FLAG_NCHW_T)) {
+        v += vec4<f32>(bias[p.bias_off + i]);
+    } else if (has(FLAG_BIAS)) {
         let b = p.bias_off + j0;
         if (whole) {
             v += vec4<f32>(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
@@ -125,6 +131,13 @@ fn store_one(o: u32, v: f32) {
 // column past the edge.
 fn store_row(i: u32, j0: u32, acc: vec4<f32>) {
     if (i >= p.m || j0 >= p.n) {
+        return;
+    }
+    if (C_VEC4 && has(FLAG_NCHW_T)) {
+        // Four positions of one image (P is a multiple of 4), consecutive in C.
+        let v = finish(i, j0, acc, vec4<bool>(true));
+        let b = j0 / p.c_rs;
+        c[(p.c_off + (b * p.m + i) * p.c_rs + j0 - b * p.c_rs) >> 2u] = v;
         return;
     }
     if (C_VEC4 && !has(FLAG_NCHW)) {

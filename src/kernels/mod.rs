@@ -8,8 +8,9 @@
 //! Their CPU references live together in [`crate::reference`].
 //!
 //! Pipelines are compiled once per device and set of override constants (matmul specialises
-//! its epilogue that way), on first use, and kept in the device's [`PipelineCache`]. A [`Dispatch`] is a pipeline with its bind group and grid, built once when a
-//! plan is built and replayed every step.
+//! its epilogue that way, conv_strip its shape), on first use, and kept in the device's
+//! [`PipelineCache`]. A [`Dispatch`] is a pipeline with its bind group and grid, built once
+//! when a plan is built and replayed every step.
 
 pub mod bias;
 pub mod conv;

@@ -259,6 +259,9 @@ fn specialize(p: &Params) -> [(&'static str, u32); 2] {
     let vec4 = if p.flags & FLAG_NCHW != 0 {
         // Rows are (image, position) with P = c_rs positions per image.
         q(p.c_rs) && q(p.c_off) && q(p.m)
+    } else if p.flags & FLAG_NCHW_T != 0 {
+        // Columns are (image, position); dispatch_grids checked the alignment.
+        true
     } else {
         q(p.n) && q(p.c_rs) && q(p.c_off)
     };
@@ -679,9 +682,22 @@ pub struct Grid<'a> {
     pub cols: usize,
 }
 
+/// How [`dispatch_grids`] reads B and stores C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridLayout {
+    /// B as given, C row-major.
+    Plain,
+    /// B as given; C a convolution output `[m / P, n, P]`: rows are positions, columns
+    /// channels (flag NCHW of matmul_common.wgsl).
+    Nchw(usize),
+    /// `b` holds B^T (block8-sg's `sg_bt` reads it in place); C a convolution output
+    /// `[n / P, m, P]`: rows are channels, columns positions, the bias per row (flag NCHW_T).
+    /// P, n and C's offset must be multiples of 4.
+    NchwT(usize),
+}
+
 /// `C = epilogue(A B)` with A and B already in the 8x8 kernels' layout, by a buffer variant
-/// (block8 or block8-sg). With `nchw = Some(P)` C is stored as a convolution output
-/// `[m / P, n, P]` (flag NCHW of matmul_common.wgsl) instead of row-major.
+/// (block8 or block8-sg), B and C laid out as `layout` says.
 #[allow(clippy::too_many_arguments)]
 pub async fn dispatch_grids(
     ctx: &Context,
@@ -691,7 +707,7 @@ pub async fn dispatch_grids(
     b: Grid<'_>,
     c: (usize, usize),
     epilogue: Epilogue,
-    nchw: Option<usize>,
+    layout: GridLayout,
     out: (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
     if !matches!(variant, Variant::Block8 | Variant::Block8Sg) {
@@ -708,9 +724,24 @@ pub async fn dispatch_grids(
         )));
     }
     let mut p = params(shape, row, row, c, epilogue);
-    if let Some(plane) = nchw {
-        p.flags |= FLAG_NCHW;
-        p.c_rs = plane as u32;
+    let bt = matches!(layout, GridLayout::NchwT(_));
+    match layout {
+        GridLayout::Plain => {}
+        GridLayout::Nchw(plane) => {
+            p.flags |= FLAG_NCHW;
+            p.c_rs = plane as u32;
+        }
+        GridLayout::NchwT(plane) => {
+            let q = |v: usize| v % 4 == 0;
+            if variant != Variant::Block8Sg || !q(plane) || !q(shape.n) || !q(c.0) {
+                return Err(Error::Config(format!(
+                    "matmul {shape:?}: a transposed NCHW store needs block8-sg and P, n and \
+                     C's offset multiples of 4"
+                )));
+            }
+            p.flags |= FLAG_NCHW_T;
+            p.c_rs = plane as u32;
+        }
     }
     let p = Params {
         a_off: a.offset as u32,
@@ -724,7 +755,7 @@ pub async fn dispatch_grids(
     launch_block8(
         ctx,
         variant,
-        false,
+        bt,
         shape,
         p,
         a.buffer.as_entire_binding(),
@@ -734,8 +765,10 @@ pub async fn dispatch_grids(
     .await
 }
 
-/// Flag of matmul_common.wgsl: store C in NCHW order (see [`dispatch_grids`]).
+/// Flags of matmul_common.wgsl: store C in NCHW order, from rows of positions or of channels
+/// (see [`GridLayout`]).
 const FLAG_NCHW: u32 = 8;
+const FLAG_NCHW_T: u32 = 16;
 
 /// The vec4 entry point and its parameters in vec4 units, when `a` and `b` allow one: see the
 /// requirements in matmul_vec4.wgsl's header.
