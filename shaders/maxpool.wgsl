@@ -155,24 +155,33 @@ fn tiled(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// Max and argmax (as bits) of the 2x2 window whose top-left input is `top` in its plane: a, b
-// the top row, c, d the bottom row, taken in forward's order with its rule for ties and NaN.
-fn window4(a: f32, b: f32, c: f32, d: f32, top: u32) -> vec2<f32> {
-    var mx = a;
-    var best = top;
-    if (b > mx || (b != b && mx == mx)) {
-        mx = b;
-        best = top + 1u;
+// The maximum of a window and where it is (its plane index).
+struct WindowMax {
+    value: f32,
+    at: u32,
+}
+
+// Max and argmax of the 2x2 window whose top-left input is `top` in its plane: a, b the top
+// row, c, d the bottom row, taken in forward's order with its rule for ties and NaN.
+fn window4(a: f32, b: f32, c: f32, d: f32, top: u32) -> WindowMax {
+    var m = WindowMax(a, top);
+    if (b > m.value || (b != b && m.value == m.value)) {
+        m = WindowMax(b, top + 1u);
     }
-    if (c > mx || (c != c && mx == mx)) {
-        mx = c;
-        best = top + p.w;
+    if (c > m.value || (c != c && m.value == m.value)) {
+        m = WindowMax(c, top + p.w);
     }
-    if (d > mx || (d != d && mx == mx)) {
-        mx = d;
-        best = top + p.w + 1u;
+    if (d > m.value || (d != d && m.value == m.value)) {
+        m = WindowMax(d, top + p.w + 1u);
     }
-    return vec2<f32>(mx, bitcast<f32>(best));
+    return m;
+}
+
+// The pairs entries' first output o (even) as (plane offset of its image and channel in x, the
+// plane index of its window's top-left input), whose first row is 4-aligned.
+fn pair_origin(o: u32) -> vec2<u32> {
+    let at_out = output_position(o);
+    return vec2<u32>(at_out.x * p.h * p.w, 2u * at_out.y * p.w + 2u * at_out.z);
 }
 
 @compute @workgroup_size(256)
@@ -181,17 +190,17 @@ fn forward_pairs(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (e >= p.n * p.c * p.oh * p.ow) {
         return;
     }
-    let at_out = output_position(e);
-    let top = 2u * at_out.y * p.w + 2u * at_out.z;
-    let row = (p.x_off + at_out.x * p.h * p.w + top) / 4u;
+    let origin = pair_origin(e);
+    let top = origin.y;
+    let row = (p.x_off + origin.x + top) / 4u;
     let r0 = x[row];
     let r1 = x[row + p.w / 4u];
     let w0 = window4(r0.x, r0.y, r1.x, r1.y, top);
     let w1 = window4(r0.z, r0.w, r1.z, r1.w, top + 2u);
-    y[e] = w0.x;
-    y[e + 1u] = w1.x;
-    argmax[e] = bitcast<u32>(w0.y);
-    argmax[e + 1u] = bitcast<u32>(w1.y);
+    y[e] = w0.value;
+    y[e + 1u] = w1.value;
+    argmax[e] = w0.at;
+    argmax[e + 1u] = w1.at;
 }
 
 @compute @workgroup_size(256)
@@ -200,9 +209,9 @@ fn tiled_pairs(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (o >= p.n * p.c * p.oh * p.ow) {
         return;
     }
-    let at_out = output_position(o);
-    let top = 2u * at_out.y * p.w + 2u * at_out.z;
-    let plane = at_out.x * p.h * p.w;
+    let origin = pair_origin(o);
+    let plane = origin.x;
+    let top = origin.y;
     let b0 = argmax[o];
     let b1 = argmax[o + 1u];
     let g0 = y[o];
