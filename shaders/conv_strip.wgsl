@@ -79,8 +79,8 @@ fn index(gid: vec3<u32>) -> u32 {
 }
 
 // The window of a strip's input row: padded columns j0 .. j0 + KW + 2 of row y (padded
-// coordinates) of channel c of image b, 0 outside the image. MAX_KW + 3 columns.
-var<private> win: array<f32, 11>;
+// coordinates) of channel c of image b, 0 outside the image.
+var<private> win: array<f32, MAX_KW + 3u>;
 
 // Column j0 + t of the window (t < KW + 3, else unused and 0). Loaded from a valid index and
 // selected, not loaded under a branch (llvmpipe runs both sides of a branch).

@@ -454,27 +454,25 @@ impl Network {
                     grad_y: dy,
                     out: (to, at),
                 };
-                let method = conv_method(ctx, op, batch);
-                if method == Some(Method::Strip) {
-                    let at = (weight, b);
-                    out.extend(conv_strip::grad_weight(ctx, shape, dy, x, grads, at).await?);
-                    if let Some((dx, masked)) = below {
-                        let mask = masked.then_some(x);
-                        let v = matmul::Variant::Block8Sg;
-                        out.extend(
-                            conv_gemm::grad_input(ctx, v, shape, dy, params, weight, mask, dx)
-                                .await?,
-                        );
+                // Weight and bias gradients by the method; the input gradient, for strips as
+                // for products, by the products (which do not read im2col).
+                let products = match (conv_method(ctx, op, batch), col) {
+                    (Some(Method::Strip), _) => {
+                        let at = (weight, b);
+                        out.extend(conv_strip::grad_weight(ctx, shape, dy, x, grads, at).await?);
+                        Some(matmul::Variant::Block8Sg)
                     }
-                    return Ok(());
-                }
-                if let (Some(Method::Gemm(v)), Some(col)) = (method, col) {
-                    out.extend(
-                        conv_gemm::grad_weight(ctx, v, shape, dy, col, grads, weight).await?,
-                    );
-                    out.push(
-                        conv::dispatch(ctx, Pass::GradBias, shape, 0, buffers(grads, b)).await?,
-                    );
+                    (Some(Method::Gemm(v)), Some(col)) => {
+                        out.extend(
+                            conv_gemm::grad_weight(ctx, v, shape, dy, col, grads, weight).await?,
+                        );
+                        let d = conv::dispatch(ctx, Pass::GradBias, shape, 0, buffers(grads, b));
+                        out.push(d.await?);
+                        Some(v)
+                    }
+                    _ => None,
+                };
+                if let Some(v) = products {
                     if let Some((dx, masked)) = below {
                         let mask = masked.then_some(x);
                         out.extend(

@@ -271,68 +271,39 @@ pub async fn forward(
     // fill the subgroup kernel's 16-row tiles, which reads col in place as B^T, and every four
     // positions are one vec4 of y. LeNet-5's second convolution (16 channels) took 2.7 ms this
     // way against 4.8 for col W^T by the 8x8 kernel in its tall layout, which needs no
-    // subgroups and serves the other cases.
-    if variant == Variant::Block8Sg && plane % 4 == 0 {
-        let (pack_w, packed, width) = pack_weight(ctx, shape, params, w_off, false).await?;
-        let w_grid = Grid {
-            buffer: &packed,
-            offset: 0,
-            row_stride: width,
-            cols: width,
-        };
-        let shape = Shape {
+    // subgroups and serves the other cases (a few output channels make a narrow C there,
+    // which the subgroup kernel, whose lanes share rows, cannot serve).
+    let transposed = variant == Variant::Block8Sg && plane % 4 == 0;
+    let (pack_w, packed, width) = pack_weight(ctx, shape, params, w_off, !transposed).await?;
+    let w_grid = Grid {
+        buffer: &packed,
+        offset: 0,
+        row_stride: width,
+        cols: width,
+    };
+    let (variant, product, a, b, layout) = if transposed {
+        let product = Shape {
             m: shape.oc,
             n: r,
             k,
         };
-        let layout = GridLayout::NchwT(plane);
-        let out = (params, params, y);
-        let product = matmul::dispatch_grids(
-            ctx,
-            variant,
-            shape,
-            w_grid,
-            col_grid,
-            (0, 0),
-            epilogue,
-            layout,
-            out,
-        )
-        .await?;
-        return Ok([vec![im2col, pack_w], product]
-            .into_iter()
-            .flatten()
-            .collect());
-    }
-    let (pack_w, packed, width) = pack_weight(ctx, shape, params, w_off, true).await?;
-    // A few output channels make a narrow C: the tall block layout serves it, which the
-    // subgroup kernel cannot use (its lanes share rows).
-    let variant = if shape.oc <= 32 {
-        Variant::Block8
+        (variant, product, w_grid, col_grid, GridLayout::NchwT(plane))
     } else {
-        variant
-    };
-    let product = matmul::dispatch_grids(
-        ctx,
-        variant,
-        Shape {
+        let v = if shape.oc <= 32 {
+            Variant::Block8
+        } else {
+            variant
+        };
+        let product = Shape {
             m: r,
             n: shape.oc,
             k,
-        },
-        col_grid,
-        Grid {
-            buffer: &packed,
-            offset: 0,
-            row_stride: width,
-            cols: width,
-        },
-        (0, 0),
-        epilogue,
-        GridLayout::Nchw(plane),
-        (params, params, y),
-    )
-    .await?;
+        };
+        (v, product, col_grid, w_grid, GridLayout::Nchw(plane))
+    };
+    let out = (params, params, y);
+    let product =
+        matmul::dispatch_grids(ctx, variant, product, a, b, (0, 0), epilogue, layout, out).await?;
     Ok([vec![im2col, pack_w], product]
         .into_iter()
         .flatten()
