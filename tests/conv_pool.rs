@@ -506,3 +506,59 @@ fn conv_strips_match_reference() {
         );
     }
 }
+
+/// The input gradient as strips (conv_strip.wgsl's forward, TRANSPOSED), with and without the
+/// ReLU mask, on: LeNet-5's second convolution (grad_x rows of 14, so the last strip of a row
+/// is partial and stored as floats); padding with a non-square kernel and whole vec4 rows; and
+/// more filters than a strip holds channels (12 channels in the transposed convolution), with
+/// padding 2 of a 3x3 kernel and a kernel wider than the image, so that taps fall in the padding.
+#[test]
+fn conv_strip_input_gradients_match_reference() {
+    let Some(ctx) = context() else { return };
+    let shapes = [
+        shape(2, 6, 14, 14, 16, 5, 5, 1, 0),
+        shape(3, 2, 9, 8, 5, 4, 3, 1, 1),
+        shape(1, 8, 7, 6, 12, 3, 3, 1, 2),
+        shape(2, 2, 1, 3, 3, 5, 5, 1, 2),
+    ];
+    for s in shapes {
+        assert!(
+            conv_strip::fits_grad_input(&ctx, s) || std::env::var("CI").is_err(),
+            "{s:?}"
+        );
+        if !conv_strip::fits_grad_input(&ctx, s) {
+            eprintln!("skipping strip input gradients for {s:?}: not supported here");
+            continue;
+        }
+        let (oh, ow) = s.output().unwrap();
+        let (w_off, wlen) = (7, s.oc * s.ic * s.kh * s.kw);
+        // About half the inputs are not positive, so the mask zeroes some of each strip.
+        let x = random(s.n * s.ic * s.h * s.w, 1, 1.0);
+        let params = random(w_off + wlen + 2, 2, 1.0);
+        let gy = random(s.n * s.oc * oh * ow, 3, 1.0);
+        let (gx, _, _) = reference::conv2d_grads(s, &x, &params[w_off..w_off + wlen], &gy);
+        let xb = ctx.storage_init("x", &x).unwrap();
+        let pb = ctx.storage_init("params", &params).unwrap();
+        let gyb = ctx.storage_init("grad_y", &gy).unwrap();
+        for masked in [false, true] {
+            // One float more than grad_x, which must stay as it was.
+            let before = random(x.len() + 1, 4, 1.0);
+            let dx = ctx.storage_init("dx", &before).unwrap();
+            let mask = masked.then_some(&xb);
+            let d = conv_strip::grad_input(&ctx, s, &gyb, (&pb, w_off), mask, &dx);
+            let d = pollster::block_on(d).unwrap();
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            kernels::record_all(&mut encoder, &d);
+            ctx.queue.submit([encoder.finish()]);
+            let got: Vec<f32> = read(&ctx, &dx, before.len());
+            let want: Vec<f64> = gx
+                .iter()
+                .zip(&x)
+                .map(|(&g, &v)| if masked && v <= 0.0 { 0.0 } else { g })
+                .collect();
+            let name = format!("{s:?} strips grad_input masked={masked}");
+            assert_close(&name, &got[..x.len()], &want, CONV_ABS, CONV_REL);
+            assert_eq!(got[x.len()], before[x.len()], "{name}: wrote past grad_x");
+        }
+    }
+}

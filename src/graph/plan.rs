@@ -475,10 +475,13 @@ impl Network {
                 if let Some(v) = products {
                     if let Some((dx, masked)) = below {
                         let mask = masked.then_some(x);
-                        out.extend(
+                        out.extend(if conv_gemm::grad_input_by_strips(ctx, shape) {
+                            let w = (params, weight);
+                            conv_strip::grad_input(ctx, shape, dy, w, mask, dx).await?
+                        } else {
                             conv_gemm::grad_input(ctx, v, shape, dy, params, weight, mask, dx)
-                                .await?,
-                        );
+                                .await?
+                        });
                     }
                     return Ok(());
                 }

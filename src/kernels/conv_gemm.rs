@@ -113,6 +113,17 @@ pub fn choose(ctx: &Context, shape: ConvShape) -> Method {
     }
 }
 
+/// Whether the input gradient of a convolution that runs as strips or products runs as
+/// strips ([`conv_strip::grad_input`]): where [`conv_strip::fits_grad_input`], unless
+/// `WGRAD_KERNEL` forces a method. Else it is [`grad_input`]'s product and col2im.
+pub fn grad_input_by_strips(ctx: &Context, shape: ConvShape) -> bool {
+    let forced = matches!(
+        ctx.tuning().forced.as_deref(),
+        Some("direct" | "block8" | "block8-sg")
+    );
+    !forced && conv_strip::fits_grad_input(ctx, shape)
+}
+
 /// Rows of the position-major matrices (R = n oh ow) and R padded to the 8x8 kernels' blocks.
 fn rows(shape: ConvShape) -> (usize, usize) {
     let (oh, ow) = shape.output().unwrap_or((0, 0));
