@@ -35,9 +35,10 @@
 // The shapes are override constants, and the taps and filters are written out up to the
 // capacity below (8 each), each guarded by a constant condition: the compiler drops what the
 // shape does not use, and every array index is a constant, so the accumulators are plain
-// values (registers, or stack slots where they spill) rather than indexed memory. Written as loops over OC and KW the forward ran 3x to 5x slower (LeNet-5's conv1:
-// 16 ms against 3 to 5): llvmpipe's compiler did not unroll them, and dynamically indexed
-// private arrays are slow there.
+// values (registers, or stack slots where they spill) rather than indexed memory. Written as
+// loops over OC and KW the forward ran 3x to 5x slower (LeNet-5's conv1: 16 ms against 3 to
+// 5): llvmpipe's compiler did not unroll them, and dynamically indexed private arrays are slow
+// there.
 //
 // Invocation index = gid.y * row_stride + gid.x over 1-D workgroups (the host's grid), 64 wide.
 // Invocations past the end still run: every lane of a subgroup must shuffle. They clamp their
