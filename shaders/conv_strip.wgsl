@@ -6,10 +6,14 @@
 // Layouts, PyTorch's NCHW as in conv2d.wgsl: x [n, IC, h, w], weight [OC, IC, KH, KW],
 // bias [OC], y and grad_y [n, OC, oh, ow]; a strip is y[b, :, i, j0 .. j0+3], j0 = 4 s.
 //
+// Filters come in groups of GROUP = min(OC, 8) (the capacity of the private arrays): filter
+// o = 8 g + f is number f of group g, and each entry point's invocations are repeated per group.
+//
 // Entry points:
-//   forward      one invocation per tile of four strips (b, rows i .. i + 3, s), i = 4 t: all
-//                OC channels, bias and ReLU (flag) fused, each strip stored as one vec4 per
-//                channel (OUT_VEC4) or as up to four floats where ow is not a multiple of 4.
+//   forward      one invocation per tile of four strips and group (g, b, rows i .. i + 3, s),
+//                i = 4 t, each group's run padded to a multiple of 8: the group's channels, bias and ReLU (flag) fused, each strip stored
+//                as one vec4 per channel (OUT_VEC4) or as up to four floats where ow is not a
+//                multiple of 4.
 //                With TRANSPOSED it is the input gradient of a convolution instead, as the
 //                convolution of grad_y with the flipped, transposed kernel: x is grad_y
 //                [n, IC, h, w] (IC = the convolution's filters), y is grad_x [n, OC, oh, ow]
@@ -17,11 +21,11 @@
 //                [o, c, u, v], the padding is K - 1 - pad per side, and there is no bias. With
 //                MASK, grad_x is zeroed where the convolution's input (src, the ReLU output
 //                below) is not positive.
-//   grad_weight  one invocation per row r = ((b bands + q) IC + c) KH + u: over the strips of
-//                output rows 4 q .. 4 q + 3 of image b, the partial sums of grad_w[o, c, u, v]
-//                and of grad_b[o], stored as row r of `out` [rows, PROW]: columns 8 o + v, then
-//                8 OC + o. Four output rows per invocation make a quarter of the partial sums
-//                that `reduce`, with too few invocations to fill the cores, must add up.
+//   grad_weight  one invocation per row r = ((b bands + q) IC + c) GROUPS + g: over the
+//                strips of output rows q band_rows .. (q + 1) band_rows - 1 of image b, the
+//                partial sums of grad_w[8 g + f, c, u, v] and of grad_b[8 g + f], stored as
+//                row r of `out` [rows, PROW]: columns (f KH + u) 8 + v, then 8 GROUP KH + f.
+//                The bands split an image's rows so that there are enough invocations.
 //   reduce       one invocation per weight or bias element: the sum of its partials over
 //                (b, q) in ascending order, stored into the gradient buffer. Deterministic.
 //
@@ -32,6 +36,9 @@
 // eight per load, and handed out with `subgroupShuffle`; each x value then feeds OC vec4 FMAs
 // and each weight four. Tiles of four rows made the forward 1.4x (LeNet-5's conv1) to 1.9x
 // (conv2's input gradient) faster than single strips, which loaded each window KH times.
+// grad_weight walks down a column of strips the same way: each input row's window is loaded
+// once, and the grad_y strips of the KH output rows above it wait in a ring, so that every
+// load feeds all the KH KW GROUP taps it touches.
 // The shapes are override constants, and the taps and filters are written out up to the
 // capacity below (8 each), each guarded by a constant condition: the compiler drops what the
 // shape does not use, and every array index is a constant, so the accumulators are plain
@@ -43,24 +50,31 @@
 // Invocation index = gid.y * row_stride + gid.x over 1-D workgroups (the host's grid), 64 wide.
 // Invocations past the end still run: every lane of a subgroup must shuffle. They clamp their
 // loads and drop their stores. reduce's workgroups are 8 wide: it has only OC (IC KH KW + 1)
-// invocations, and small workgroups spread them over more cores.
+// invocations, and small workgroups spread them over more cores (llvmpipe runs a workgroup
+// on one thread). grad_weight's are 64 wide like the forward's: with 8 the step ran as fast,
+// but llvmpipe's timestamps of the whole profiled step came out scrambled.
 
 override IC: u32 = 1u;
 override KH: u32 = 5u;
 override KW: u32 = 5u;
 override OC: u32 = 6u;
+// Filters per group, min(OC, MAX_OC), and groups, ceil(OC / GROUP).
+override GROUP: u32 = 6u;
+override GROUPS: u32 = 1u;
 
-// 0 or 1, see the entry points above. forward's OUT_VEC4 needs ow a multiple of 4.
+// 0 or 1, see the entry points above. OUT_VEC4: rows of y (forward) or grad_y (grad_weight)
+// are whole vec4s, ow a multiple of 4.
 override TRANSPOSED: u32 = 0u;
 override OUT_VEC4: u32 = 1u;
 override MASK: u32 = 0u;
 
-// Capacities: fits() in conv_strip.rs keeps OC <= 8 and KW <= 8.
+// Capacities: fits() in conv_strip.rs keeps KH and KW <= 8.
 const MAX_OC: u32 = 8u;
+const MAX_KH: u32 = 8u;
 const MAX_KW: u32 = 8u;
-// Floats per partial-sum row: grad_w[o, c, u, 0 .. 7] for o < OC (zeros past KW), then the 8
-// bias sums (zeros past OC).
-override PROW: u32 = 8u * OC + 8u;
+// Floats per partial-sum row: grad_w[8 g + f, c, u, 0 .. 7] for f < GROUP, u < KH (zeros past
+// KW), then the GROUP bias sums, padded to 8.
+override PROW: u32 = 8u * GROUP * KH + 8u;
 
 struct Params {
     n: u32,
@@ -76,11 +90,12 @@ struct Params {
     b_off: u32,
     out_off: u32,
     row_stride: u32,
-    // Partial-sum rows, n bands IC KH, and bands of four output rows, ceil(oh / 4).
+    // grad_weight: partial-sum rows, n bands IC GROUPS, and bands per image of band_rows
+    // output rows each.
     rows: u32,
     bands: u32,
+    band_rows: u32,
     pad_w: u32,
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -142,25 +157,27 @@ var<private> acc: array<mat4x4<f32>, MAX_OC>;
 var<private> rows: array<Window, TILE_ROWS>;
 var<private> wl: array<f32, 8>;
 
-// Loads this lane's share of kernel row (c, u) of the weights into wl.
-fn load_weights(l: u32, c: u32, u: u32) {
-    wl[0] = weight_share(0u, l, c, u);
-    wl[1] = weight_share(1u, l, c, u);
-    wl[2] = weight_share(2u, l, c, u);
-    wl[3] = weight_share(3u, l, c, u);
-    wl[4] = weight_share(4u, l, c, u);
-    wl[5] = weight_share(5u, l, c, u);
-    wl[6] = weight_share(6u, l, c, u);
-    wl[7] = weight_share(7u, l, c, u);
+// Loads this lane's share of kernel row (c, u) of group g's weights into wl.
+fn load_weights(l: u32, c: u32, u: u32, g: u32) {
+    wl[0] = weight_share(0u, l, c, u, g);
+    wl[1] = weight_share(1u, l, c, u, g);
+    wl[2] = weight_share(2u, l, c, u, g);
+    wl[3] = weight_share(3u, l, c, u, g);
+    wl[4] = weight_share(4u, l, c, u, g);
+    wl[5] = weight_share(5u, l, c, u, g);
+    wl[6] = weight_share(6u, l, c, u, g);
+    wl[7] = weight_share(7u, l, c, u, g);
 }
 
-// Tap q = l + 8 k of kernel row (c, u); 0, with no load, where no lane needs share k.
-fn weight_share(k: u32, l: u32, c: u32, u: u32) -> f32 {
-    if (8u * k >= OC * KW) {
+// Tap q = l + 8 k (q = f KW + v) of kernel row (c, u) of group g's filters; 0, with no load,
+// where no lane needs share k. Filters past OC (in a last group that is not full) read the
+// last one's; their sums are not stored.
+fn weight_share(k: u32, l: u32, c: u32, u: u32, g: u32) -> f32 {
+    if (8u * k >= GROUP * KW) {
         return 0.0;
     }
-    let q = min(l + 8u * k, OC * KW - 1u);
-    let o = q / KW;
+    let q = min(l + 8u * k, GROUP * KW - 1u);
+    let o = min(8u * g + q / KW, OC - 1u);
     let v = q % KW;
     if (TRANSPOSED != 0u) {
         return wt[p.w_off + ((c * OC + o) * KH + KH - 1u - u) * KW + KW - 1u - v];
@@ -168,9 +185,10 @@ fn weight_share(k: u32, l: u32, c: u32, u: u32) -> f32 {
     return wt[p.w_off + ((o * IC + c) * KH + u) * KW + v];
 }
 
-// acc[o][r] += rows[r] taps v * weight[o, c, u, v], for filter o, if it exists.
+// acc[o][r] += rows[r] taps v * weight[8 g + o, c, u, v], for filter o of the group, if it
+// exists.
 fn filter_tap(o: u32, v: u32, xv: mat4x4<f32>, base: u32) {
-    if (o < OC) {
+    if (o < GROUP) {
         let q = o * KW + v;
         let w = vec4<f32>(subgroupShuffle(wl[q / 8u], base + q % 8u));
         acc[o][0] = fma(xv[0], w, acc[o][0]);
@@ -202,9 +220,13 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let e = index(gid);
     let strips = (p.ow + 3u) / 4u;
     let tiles = (p.oh + TILE_ROWS - 1u) / TILE_ROWS;
+    // Each group's tiles take a whole number of subgroups of 8 (span), so that the lanes
+    // that share weights share a group.
     let total = p.n * tiles * strips;
-    let live = e < total;
-    let ee = min(e, total - 1u);
+    let span = (total + 7u) / 8u * 8u;
+    let g = min(e / span, GROUPS - 1u);
+    let live = e < GROUPS * span && e % span < total;
+    let ee = min(e % span, total - 1u);
     let s = ee % strips;
     let i = TILE_ROWS * ((ee / strips) % tiles);
     let b = ee / (strips * tiles);
@@ -213,7 +235,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let base = lane & ~7u;
     var bias_l = 0.0;
     if (TRANSPOSED == 0u) {
-        bias_l = wt[p.b_off + min(l, OC - 1u)];
+        bias_l = wt[p.b_off + min(8u * g + l, OC - 1u)];
     }
     acc[0] = start(bias_l, base + 0u);
     acc[1] = start(bias_l, base + 1u);
@@ -228,7 +250,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
         rows[2] = load_window(b, c, i + 1u, j0);
         rows[3] = load_window(b, c, i + 2u, j0);
         for (var u = 0u; u < KH; u++) {
-            load_weights(l, c, u);
+            load_weights(l, c, u, g);
             rows[0] = rows[1];
             rows[1] = rows[2];
             rows[2] = rows[3];
@@ -243,10 +265,11 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             tap_column(7u, base);
         }
     }
-    store_row(0u, b, i, j0, live);
-    store_row(1u, b, i, j0, live);
-    store_row(2u, b, i, j0, live);
-    store_row(3u, b, i, j0, live);
+    let ch = 8u * g;
+    store_row(0u, b, ch, i, j0, live);
+    store_row(1u, b, ch, i, j0, live);
+    store_row(2u, b, ch, i, j0, live);
+    store_row(3u, b, ch, i, j0, live);
 }
 
 // Every row of a tile's accumulator starts at the bias held by lane `holder`.
@@ -255,23 +278,23 @@ fn start(bias_l: f32, holder: u32) -> mat4x4<f32> {
     return mat4x4<f32>(v, v, v, v);
 }
 
-// Row i + r of the tile, if it is inside the output.
-fn store_row(r: u32, b: u32, i: u32, j0: u32, live: bool) {
+// Row i + r of the tile, if it is inside the output; ch = 8 g, the group's first channel.
+fn store_row(r: u32, b: u32, ch: u32, i: u32, j0: u32, live: bool) {
     let ok = live && i + r < p.oh;
-    store_strip(0u, r, b, i + r, j0, ok);
-    store_strip(1u, r, b, i + r, j0, ok);
-    store_strip(2u, r, b, i + r, j0, ok);
-    store_strip(3u, r, b, i + r, j0, ok);
-    store_strip(4u, r, b, i + r, j0, ok);
-    store_strip(5u, r, b, i + r, j0, ok);
-    store_strip(6u, r, b, i + r, j0, ok);
-    store_strip(7u, r, b, i + r, j0, ok);
+    store_strip(0u, r, b, ch, i + r, j0, ok);
+    store_strip(1u, r, b, ch, i + r, j0, ok);
+    store_strip(2u, r, b, ch, i + r, j0, ok);
+    store_strip(3u, r, b, ch, i + r, j0, ok);
+    store_strip(4u, r, b, ch, i + r, j0, ok);
+    store_strip(5u, r, b, ch, i + r, j0, ok);
+    store_strip(6u, r, b, ch, i + r, j0, ok);
+    store_strip(7u, r, b, ch, i + r, j0, ok);
 }
 
-fn store_strip(o: u32, r: u32, b: u32, i: u32, j0: u32, live: bool) {
-    if (o < OC && live) {
+fn store_strip(o: u32, r: u32, b: u32, ch: u32, i: u32, j0: u32, live: bool) {
+    if (o < GROUP && live && ch + o < OC) {
         var y = select(acc[o][r], max(acc[o][r], vec4<f32>(0.0)), p.relu != 0u);
-        let at = p.out_off + ((b * OC + o) * p.oh + i) * p.ow + j0;
+        let at = p.out_off + ((b * OC + ch + o) * p.oh + i) * p.ow + j0;
         if (OUT_VEC4 != 0u) {
             if (MASK != 0u) {
                 y = select(vec4<f32>(0.0), y, src[at / 4u] > vec4<f32>(0.0));
@@ -297,46 +320,101 @@ fn store_one(at: u32, v: f32, inside: bool) {
     }
 }
 
-// grad_weight: gacc[8 o + v] = the row's partial sum of grad_w[o, c, u, v], bacc[o] of grad_b[o];
-// dy[o] = grad_y[b, o, i, j0 .. j0+3].
-var<private> gacc: array<f32, 64>;
+// grad_weight: gacc[(f MAX_KH + u) MAX_KW + v] = the row's partial sum of grad_w[8 g + f, c,
+// u, v], bacc[f] of grad_b[8 g + f]. At input row t (padded coordinates) of strip column s,
+// ring[u][f] = grad_y[b, 8 g + f, t - u, j0 .. j0 + 3]: the output row that kernel row u lays
+// on input row t; 0 where that row is outside the band.
+var<private> gacc: array<f32, MAX_OC * MAX_KH * MAX_KW>;
 var<private> bacc: array<f32, MAX_OC>;
-var<private> dy: array<vec4<f32>, MAX_OC>;
+var<private> ring: array<array<vec4<f32>, MAX_OC>, MAX_KH>;
 
-fn load_grad(o: u32, b: u32, i: u32, s: u32, strips: u32) {
-    if (o < OC) {
-        dy[o] = src[((b * OC + o) * p.oh + i) * strips + s];
-        bacc[o] += dot(dy[o], vec4<f32>(1.0));
+// grad_y[b, o, i, j0 .. j0 + 3] for o = ch + f, 0 past the row's end or where `inside` is false.
+fn grad_strip(b: u32, o: u32, i: u32, j0: u32, inside: bool) -> vec4<f32> {
+    let at = ((b * OC + min(o, OC - 1u)) * p.oh + min(i, p.oh - 1u)) * p.ow + j0;
+    if (OUT_VEC4 != 0u) {
+        return select(vec4<f32>(0.0), src[at / 4u], inside);
+    }
+    let cols = vec4<u32>(j0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let ok = cols < vec4<u32>(p.ow) & vec4<bool>(inside);
+    let last = ((b * OC + min(o, OC - 1u)) * p.oh + min(i, p.oh - 1u) + 1u) * p.ow - 1u;
+    let i0 = min(at, last);
+    let i1 = min(at + 1u, last);
+    let i2 = min(at + 2u, last);
+    let i3 = min(at + 3u, last);
+    let v = vec4<f32>(src[i0 / 4u][i0 % 4u], src[i1 / 4u][i1 % 4u], src[i2 / 4u][i2 % 4u],
+                      src[i3 / 4u][i3 % 4u]);
+    return select(vec4<f32>(0.0), v, ok);
+}
+
+// The newest ring entry, for filter f: output row i of the band, or 0.
+fn load_grad(f: u32, b: u32, ch: u32, i: u32, j0: u32, inside: bool) {
+    if (f < GROUP) {
+        ring[0][f] = grad_strip(b, ch + f, i, j0, inside && ch + f < OC);
+        bacc[f] += dot(ring[0][f], vec4<f32>(1.0));
     }
 }
 
-fn grad_tap(o: u32, v: u32, xv: vec4<f32>) {
-    if (o < OC) {
-        gacc[8u * o + v] += dot(dy[o], xv);
+// Moves ring entry u - 1 to u, for every filter of the group.
+fn shift(u: u32) {
+    if (u < KH) {
+        ring[u] = ring[u - 1u];
     }
 }
 
-fn grad_column(v: u32) {
+fn grad_tap(f: u32, u: u32, v: u32, xv: vec4<f32>) {
+    if (f < GROUP) {
+        let at = (f * MAX_KH + u) * MAX_KW + v;
+        gacc[at] += dot(ring[u][f], xv);
+    }
+}
+
+fn grad_column(u: u32, v: u32, w: Window) {
     if (v < KW) {
-        let xv = taps(rows[0], v);
-        grad_tap(0u, v, xv);
-        grad_tap(1u, v, xv);
-        grad_tap(2u, v, xv);
-        grad_tap(3u, v, xv);
-        grad_tap(4u, v, xv);
-        grad_tap(5u, v, xv);
-        grad_tap(6u, v, xv);
-        grad_tap(7u, v, xv);
+        let xv = taps(w, v);
+        grad_tap(0u, u, v, xv);
+        grad_tap(1u, u, v, xv);
+        grad_tap(2u, u, v, xv);
+        grad_tap(3u, u, v, xv);
+        grad_tap(4u, u, v, xv);
+        grad_tap(5u, u, v, xv);
+        grad_tap(6u, u, v, xv);
+        grad_tap(7u, u, v, xv);
     }
 }
 
-// Stores filter o's partial sums: two vec4s at vec4 index at.
-fn store_partials(o: u32, at: u32) {
-    if (o < OC) {
-        let g = 8u * o;
-        out[at + 2u * o] = vec4<f32>(gacc[g], gacc[g + 1u], gacc[g + 2u], gacc[g + 3u]);
-        out[at + 2u * o + 1u] = vec4<f32>(gacc[g + 4u], gacc[g + 5u], gacc[g + 6u], gacc[g + 7u]);
+// Kernel row u against the window of input row t: with the output row t - u (ring[u]).
+fn grad_row(u: u32, w: Window) {
+    if (u < KH) {
+        grad_column(u, 0u, w);
+        grad_column(u, 1u, w);
+        grad_column(u, 2u, w);
+        grad_column(u, 3u, w);
+        grad_column(u, 4u, w);
+        grad_column(u, 5u, w);
+        grad_column(u, 6u, w);
+        grad_column(u, 7u, w);
     }
+}
+
+// Stores filter f's partial sums for kernel row u: two vec4s at vec4 index at.
+fn store_partials(f: u32, u: u32, at: u32) {
+    if (f < GROUP && u < KH) {
+        let g = (f * MAX_KH + u) * MAX_KW;
+        let to = at + 2u * (f * KH + u);
+        out[to] = vec4<f32>(gacc[g], gacc[g + 1u], gacc[g + 2u], gacc[g + 3u]);
+        out[to + 1u] = vec4<f32>(gacc[g + 4u], gacc[g + 5u], gacc[g + 6u], gacc[g + 7u]);
+    }
+}
+
+fn store_filter(f: u32, at: u32) {
+    store_partials(f, 0u, at);
+    store_partials(f, 1u, at);
+    store_partials(f, 2u, at);
+    store_partials(f, 3u, at);
+    store_partials(f, 4u, at);
+    store_partials(f, 5u, at);
+    store_partials(f, 6u, at);
+    store_partials(f, 7u, at);
 }
 
 @compute @workgroup_size(64)
@@ -345,70 +423,85 @@ fn grad_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (r >= p.rows) {
         return;
     }
-    let u = r % KH;
-    let c = (r / KH) % IC;
-    let band = (r / (KH * IC)) % p.bands;
-    let b = r / (KH * IC * p.bands);
-    let strips = p.ow / 4u;
-    for (var i = 4u * band; i < min(4u * band + 4u, p.oh); i++) {
-        for (var s = 0u; s < strips; s++) {
-            load_grad(0u, b, i, s, strips);
-            load_grad(1u, b, i, s, strips);
-            load_grad(2u, b, i, s, strips);
-            load_grad(3u, b, i, s, strips);
-            load_grad(4u, b, i, s, strips);
-            load_grad(5u, b, i, s, strips);
-            load_grad(6u, b, i, s, strips);
-            load_grad(7u, b, i, s, strips);
-            rows[0] = load_window(b, c, i + u, 4u * s);
-            grad_column(0u);
-            grad_column(1u);
-            grad_column(2u);
-            grad_column(3u);
-            grad_column(4u);
-            grad_column(5u);
-            grad_column(6u);
-            grad_column(7u);
+    let g = r % GROUPS;
+    let c = (r / GROUPS) % IC;
+    let band = (r / (GROUPS * IC)) % p.bands;
+    let b = r / (GROUPS * IC * p.bands);
+    let ch = 8u * g;
+    let first = band * p.band_rows;
+    let end = min(first + p.band_rows, p.oh);
+    let strips = (p.ow + 3u) / 4u;
+    for (var s = 0u; s < strips; s++) {
+        let j0 = 4u * s;
+        ring = array<array<vec4<f32>, MAX_OC>, MAX_KH>();
+        // Input rows t (padded) from the band's first output row to its last plus KH - 1.
+        for (var t = first; t < end + KH - 1u; t++) {
+            shift(7u);
+            shift(6u);
+            shift(5u);
+            shift(4u);
+            shift(3u);
+            shift(2u);
+            shift(1u);
+            let inside = t < end;
+            load_grad(0u, b, ch, t, j0, inside);
+            load_grad(1u, b, ch, t, j0, inside);
+            load_grad(2u, b, ch, t, j0, inside);
+            load_grad(3u, b, ch, t, j0, inside);
+            load_grad(4u, b, ch, t, j0, inside);
+            load_grad(5u, b, ch, t, j0, inside);
+            load_grad(6u, b, ch, t, j0, inside);
+            load_grad(7u, b, ch, t, j0, inside);
+            let w = load_window(b, c, t, j0);
+            grad_row(0u, w);
+            grad_row(1u, w);
+            grad_row(2u, w);
+            grad_row(3u, w);
+            grad_row(4u, w);
+            grad_row(5u, w);
+            grad_row(6u, w);
+            grad_row(7u, w);
         }
     }
     let at = r * (PROW / 4u);
-    store_partials(0u, at);
-    store_partials(1u, at);
-    store_partials(2u, at);
-    store_partials(3u, at);
-    store_partials(4u, at);
-    store_partials(5u, at);
-    store_partials(6u, at);
-    store_partials(7u, at);
-    out[at + 2u * OC] = vec4<f32>(bacc[0], bacc[1], bacc[2], bacc[3]);
-    out[at + 2u * OC + 1u] = vec4<f32>(bacc[4], bacc[5], bacc[6], bacc[7]);
+    store_filter(0u, at);
+    store_filter(1u, at);
+    store_filter(2u, at);
+    store_filter(3u, at);
+    store_filter(4u, at);
+    store_filter(5u, at);
+    store_filter(6u, at);
+    store_filter(7u, at);
+    let bias_at = at + 2u * GROUP * KH;
+    out[bias_at] = vec4<f32>(bacc[0], bacc[1], bacc[2], bacc[3]);
+    out[bias_at + 1u] = vec4<f32>(bacc[4], bacc[5], bacc[6], bacc[7]);
 }
 
 @compute @workgroup_size(8)
 fn reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let f = index(gid);
+    let e = index(gid);
     let weights = OC * IC * KH * KW;
-    if (f >= weights + OC) {
+    if (e >= weights + OC) {
         return;
     }
-    // Element f of the weight, [o, c, u, v], or bias o: its partial-sum column and the first
-    // of its rows of partials, IC KH rows apart.
-    var col = 8u * OC + (f - min(f, weights));
-    var first = 0u;
-    var dst = p.b_off + f - min(f, weights);
-    if (f < weights) {
-        let v = f % KW;
-        let u = (f / KW) % KH;
-        let c = (f / (KW * KH)) % IC;
-        let o = f / (KW * KH * IC);
-        col = 8u * o + v;
-        first = c * KH + u;
-        dst = p.w_off + f;
+    // Element e of the weight, [o, c, u, v], or bias o = e - weights: its group, its column of
+    // the partial sums, and its input channel (the bias takes channel 0's rows).
+    let o = select(e / (KW * KH * IC), e - min(e, weights), e >= weights);
+    let f = o % MAX_OC;
+    var col = 8u * GROUP * KH + f;
+    var c = 0u;
+    var dst = p.b_off + o;
+    if (e < weights) {
+        let v = e % KW;
+        let u = (e / KW) % KH;
+        c = (e / (KW * KH)) % IC;
+        col = (f * KH + u) * 8u + v;
+        dst = p.w_off + e;
     }
     var sum = 0.0;
-    let images_rows = p.rows / (IC * KH);
-    for (var bi = 0u; bi < images_rows; bi++) {
-        let at = (bi * IC * KH + first) * PROW + col;
+    let images_bands = p.rows / (IC * GROUPS);
+    for (var bq = 0u; bq < images_bands; bq++) {
+        let at = ((bq * IC + c) * GROUPS + o / MAX_OC) * PROW + col;
         sum += src[at / 4u][at % 4u];
     }
     out[dst / 4u][dst % 4u] = sum;

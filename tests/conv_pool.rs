@@ -434,8 +434,10 @@ fn conv2d_as_matrix_products_matches_reference() {
 }
 
 /// The strips of conv_strip.wgsl (forward with and without ReLU, weight and bias gradients) on
-/// the shapes they take: LeNet-5's first convolution, several input channels with padding and
-/// a non-square kernel, and a batch whose last strips fill only part of a subgroup.
+/// the shapes they take: LeNet-5's first convolution; several input channels with padding and
+/// a non-square kernel; a batch whose last strips fill only part of a subgroup; LeNet-5's
+/// second (two groups of 8 filters, rows of 10, so the last strip of each row is partial); and
+/// 12 filters, so that the second group is partly empty, with odd sizes.
 #[test]
 fn conv_strips_match_reference() {
     let Some(ctx) = context() else { return };
@@ -443,6 +445,8 @@ fn conv_strips_match_reference() {
         shape(2, 1, 28, 28, 6, 5, 5, 1, 2),
         shape(3, 2, 9, 8, 5, 4, 3, 1, 1),
         shape(1, 3, 6, 4, 8, 2, 1, 1, 0),
+        shape(2, 6, 14, 14, 16, 5, 5, 1, 0),
+        shape(2, 3, 7, 9, 12, 3, 5, 1, 2),
     ];
     for s in shapes {
         assert!(
@@ -509,9 +513,11 @@ fn conv_strips_match_reference() {
 
 /// The input gradient as strips (conv_strip.wgsl's forward, TRANSPOSED), with and without the
 /// ReLU mask, on: LeNet-5's second convolution (grad_x rows of 14, so the last strip of a row
-/// is partial and stored as floats); padding with a non-square kernel and whole vec4 rows; and
+/// is partial and stored as floats); padding with a non-square kernel and whole vec4 rows;
 /// more filters than a strip holds channels (12 channels in the transposed convolution), with
-/// padding 2 of a 3x3 kernel and a kernel wider than the image, so that taps fall in the padding.
+/// padding 2 of a 3x3 kernel; a kernel wider than the image, so that taps fall in the padding;
+/// and 11 input channels, two groups of filters in the transposed convolution, the second
+/// partly empty.
 #[test]
 fn conv_strip_input_gradients_match_reference() {
     let Some(ctx) = context() else { return };
@@ -520,6 +526,7 @@ fn conv_strip_input_gradients_match_reference() {
         shape(3, 2, 9, 8, 5, 4, 3, 1, 1),
         shape(1, 8, 7, 6, 12, 3, 3, 1, 2),
         shape(2, 2, 1, 3, 3, 5, 5, 1, 2),
+        shape(2, 11, 6, 5, 4, 3, 2, 1, 1),
     ];
     for s in shapes {
         assert!(

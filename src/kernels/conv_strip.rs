@@ -16,9 +16,9 @@ use super::{div_ceil, grid_2d, Binding, Dispatch, KernelSource};
 use crate::error::Result;
 use crate::gpu::Context;
 
-/// `@workgroup_size` of the forward and grad_weight entry points; reduce's is 8.
+/// `@workgroup_size` of the forward and grad_weight entry points; reduce's is SMALL_WG.
 const WG: usize = 64;
-const REDUCE_WG: usize = 8;
+const SMALL_WG: usize = 8;
 
 /// Mirrors `Params` in conv_strip.wgsl field for field.
 #[repr(C)]
@@ -38,8 +38,8 @@ struct Params {
     row_stride: u32,
     rows: u32,
     bands: u32,
+    band_rows: u32,
     pad_w: u32,
-    _pad: u32,
 }
 
 const BINDINGS: &[Binding] = &[
@@ -63,40 +63,68 @@ fn source(entry: &'static str) -> KernelSource {
     }
 }
 
-/// Whether `shape` runs as strips here: stride 1, an output width that is a multiple of 4 (a
-/// strip is one vec4 of y), at most 8 filters of at most 8 columns (the shader's private
-/// arrays), and subgroups of at least 8 lanes (the weights are shared with shuffles).
-pub fn fits(ctx: &Context, shape: ConvShape) -> bool {
-    let Ok((_, ow)) = shape.output() else {
-        return false;
-    };
-    ctx.features.contains(wgpu::Features::SUBGROUP)
-        && ctx.info.subgroup_min_size >= 8
-        && shape.stride == 1
-        && ow % 4 == 0
-        && shape.oc <= 8
-        && shape.kw <= 8
-}
+/// The most filters (or, for an input gradient, input channels) a convolution may have to run
+/// as strips. Each group of 8 repeats the loads of the input, so beyond a few groups the
+/// products, which load each input once per 8x8 block, should win; 16 (LeNet-5's second
+/// convolution, two groups) is where this was measured.
+const MAX_FILTERS: usize = 16;
 
-/// Whether the input gradient of `shape` runs as strips here (conv_strip.wgsl's forward with
-/// TRANSPOSED): stride 1, at most 8 input channels (the transposed convolution's filters), at
-/// most 8 kernel columns, padding below the kernel's size (the transposed padding K - 1 - pad
-/// is then not negative), and subgroups of at least 8 lanes. Any width.
-pub fn fits_grad_input(ctx: &Context, shape: ConvShape) -> bool {
+/// Whether `shape` runs as strips here: stride 1, at most [`MAX_FILTERS`] filters of at most
+/// 8x8 taps (the shader's private arrays), and subgroups of at least 8 lanes (the weights are
+/// shared with shuffles). Any width.
+pub fn fits(ctx: &Context, shape: ConvShape) -> bool {
     ctx.features.contains(wgpu::Features::SUBGROUP)
         && ctx.info.subgroup_min_size >= 8
         && shape.output().is_ok()
         && shape.stride == 1
-        && shape.ic <= 8
+        && shape.oc <= MAX_FILTERS
+        && shape.kh <= 8
         && shape.kw <= 8
-        && shape.pad < shape.kh.min(shape.kw)
 }
 
-/// Floats per row of partial sums: eight columns of taps per filter, then eight biases (PROW
-/// in conv_strip.wgsl).
-fn partial_row(shape: ConvShape) -> usize {
-    8 * shape.oc + 8
+/// Whether the input gradient of `shape` runs as strips here (conv_strip.wgsl's forward with
+/// TRANSPOSED): as [`fits`], with the input channels (the transposed convolution's filters) in
+/// place of the filters, and padding below the kernel's size (the transposed padding K - 1 -
+/// pad is then not negative).
+pub fn fits_grad_input(ctx: &Context, shape: ConvShape) -> bool {
+    fits(
+        ctx,
+        ConvShape {
+            oc: shape.ic,
+            ..shape
+        },
+    ) && shape.pad < shape.kh.min(shape.kw)
 }
+
+/// Filters per group (GROUP in conv_strip.wgsl) and groups, for `oc` filters.
+fn groups(oc: usize) -> (usize, usize) {
+    let group = oc.min(8);
+    (group, oc.div_ceil(group))
+}
+
+/// The forward's invocations for `filters` filters over `n` outputs of `(oh, ow)`: one per
+/// tile of 4x4 outputs and group, each group's run padded to whole subgroups of 8.
+fn invocations(filters: usize, n: usize, (oh, ow): (usize, usize)) -> usize {
+    let tiles = n * oh.div_ceil(4) * ow.div_ceil(4);
+    groups(filters).1 * tiles.next_multiple_of(8)
+}
+
+/// Floats per row of partial sums: eight columns per kernel row and filter of a group, then
+/// eight biases (PROW in conv_strip.wgsl).
+fn partial_row(shape: ConvShape) -> usize {
+    8 * groups(shape.oc).0 * shape.kh + 8
+}
+
+/// grad_weight's bands per image: as few as keep about [`BAND_ROWS_TARGET`] partial-sum rows
+/// (invocations), since each band loads KH - 1 input rows again; at most one per output row.
+fn bands(shape: ConvShape, oh: usize) -> usize {
+    let per_band = shape.n * shape.ic * groups(shape.oc).1;
+    BAND_ROWS_TARGET.div_ceil(per_band).clamp(1, oh.max(1))
+}
+
+/// Enough grad_weight invocations to fill 64 subgroups of 8: LeNet-5's conv1 (128 images, one
+/// channel) then takes 4 bands of 7 rows, conv2 (6 channels, two groups) one band.
+const BAND_ROWS_TARGET: usize = 512;
 
 /// The override constants of conv_strip.wgsl for the strip convolution `shape` (for an input
 /// gradient, the transposed convolution: see [`grad_input`]) of output width `ow`, and its modes.
@@ -106,11 +134,14 @@ fn constants(
     transposed: bool,
     masked: bool,
 ) -> Vec<(&'static str, u32)> {
+    let (group, groups) = groups(shape.oc);
     vec![
         ("IC", shape.ic as u32),
         ("KH", shape.kh as u32),
         ("KW", shape.kw as u32),
         ("OC", shape.oc as u32),
+        ("GROUP", group as u32),
+        ("GROUPS", groups as u32),
         ("TRANSPOSED", transposed as u32),
         ("OUT_VEC4", (ow % 4 == 0) as u32),
         ("MASK", masked as u32),
@@ -130,8 +161,9 @@ fn params(shape: ConvShape, relu: bool, (w_off, b_off): (usize, usize)) -> Resul
         relu: relu as u32,
         w_off: w_off as u32,
         b_off: b_off as u32,
-        rows: (shape.n * oh.div_ceil(4) * shape.ic * shape.kh) as u32,
-        bands: oh.div_ceil(4) as u32,
+        rows: (shape.n * bands(shape, oh) * shape.ic * groups(shape.oc).1) as u32,
+        bands: bands(shape, oh) as u32,
+        band_rows: oh.div_ceil(bands(shape, oh)) as u32,
         ..Default::default()
     })
 }
@@ -167,7 +199,7 @@ pub async fn forward(
     y: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let p = self::params(shape, relu, at)?;
-    let strips = shape.n * (p.oh as usize).div_ceil(4) * (p.ow as usize).div_ceil(4);
+    let strips = invocations(shape.oc, shape.n, (p.oh as usize, p.ow as usize));
     let constants = constants(shape, p.ow as usize, false, false);
     let d = run(
         ctx,
@@ -213,7 +245,7 @@ pub async fn grad_input(
     p.pad_w = (shape.kw - 1 - shape.pad) as u32;
     p.oh = shape.h as u32;
     p.ow = shape.w as u32;
-    let strips = shape.n * shape.h.div_ceil(4) * shape.w.div_ceil(4);
+    let strips = invocations(shape.ic, shape.n, (shape.h, shape.w));
     let constants = constants(t, shape.w, true, mask.is_some());
     let src = mask.unwrap_or(params);
     let d = run(
@@ -253,6 +285,6 @@ pub async fn grad_weight(
     .await?;
     let outputs = shape.oc * shape.ic * shape.kh * shape.kw + shape.oc;
     let io = [x, x, &partial, grads];
-    let reduce = run(ctx, "reduce", &constants, p, (outputs, REDUCE_WG), io).await?;
+    let reduce = run(ctx, "reduce", &constants, p, (outputs, SMALL_WG), io).await?;
     Ok(vec![sums, reduce])
 }
