@@ -1,6 +1,6 @@
-// Convolutions with few filters (LeNet-5's first: one input channel, six 5x5 filters; and the
-// input gradient of its second) as direct loops over strips of four output positions: the
-// forward and the weight and bias gradients, with no im2col buffer. For stride 1 (the host's
+// Convolutions with few filters (both of LeNet-5's, and the input gradient of its second) as
+// direct loops over strips of four output positions: the forward and the weight and bias
+// gradients, with no im2col buffer. For stride 1 (the host's
 // `conv_strip::fits` and `fits_grad_input` in src/kernels/conv_strip.rs have the full lists).
 //
 // Layouts, PyTorch's NCHW as in conv2d.wgsl: x [n, IC, h, w], weight [OC, IC, KH, KW],
@@ -11,9 +11,9 @@
 //
 // Entry points:
 //   forward      one invocation per tile of four strips and group (g, b, rows i .. i + 3, s),
-//                i = 4 t, each group's run padded to a multiple of 8: the group's channels, bias and ReLU (flag) fused, each strip stored
-//                as one vec4 per channel (OUT_VEC4) or as up to four floats where ow is not a
-//                multiple of 4.
+//                i = 4 t, each group's run padded to a multiple of 8: the group's channels,
+//                bias and ReLU (flag) fused, each strip stored as one vec4 per channel
+//                (OUT_VEC4) or as up to four floats where ow is not a multiple of 4.
 //                With TRANSPOSED it is the input gradient of a convolution instead, as the
 //                convolution of grad_y with the flipped, transposed kernel: x is grad_y
 //                [n, IC, h, w] (IC = the convolution's filters), y is grad_x [n, OC, oh, ow]

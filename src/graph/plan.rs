@@ -454,8 +454,9 @@ impl Network {
                     grad_y: dy,
                     out: (to, at),
                 };
-                // Weight and bias gradients by the method; the input gradient, for strips as
-                // for products, by the products (which do not read im2col).
+                // Weight and bias gradients by the method; the input gradient by strips where
+                // grad_input_by_strips says so, else by the products (which do not read
+                // im2col), with block8-sg where the method is strips.
                 let products = match (conv_method(ctx, op, batch), col) {
                     (Some(Method::Strip), _) => {
                         let at = (weight, b);

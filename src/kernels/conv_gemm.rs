@@ -74,8 +74,8 @@ pub enum Method {
     Direct,
     /// The matrix products of this module, by this matmul variant (block8 or block8-sg).
     Gemm(Variant),
-    /// conv_strip.wgsl's strips for the forward and the weight gradient, this module's
-    /// products (block8-sg) for the input gradient.
+    /// conv_strip.wgsl's strips for the forward and the weight gradient; the input gradient
+    /// as [`grad_input_by_strips`] says, else by this module's products with block8-sg.
     Strip,
 }
 
@@ -85,8 +85,9 @@ pub enum Method {
 /// binding limit.
 ///
 /// TODO: time the methods per shape as matmul::choose does. On llvmpipe the products make a
-/// LeNet-5 training step 2x faster than the direct loops, and strips make its first convolution
-/// faster again, so the static order is right there, but it is not measured per adapter.
+/// LeNet-5 training step 2x faster than the direct loops, and strips make both its
+/// convolutions faster again, so the static order is right there, but it is not measured per
+/// adapter: on a GPU with workgroup memory the products may well beat the strips.
 pub fn choose(ctx: &Context, shape: ConvShape) -> Method {
     let (r, _) = rows(shape);
     let too_big =

@@ -1,7 +1,7 @@
 //! Small convolutions as strips of four outputs: host side of `shaders/conv_strip.wgsl`.
 //!
 //! The forward and the weight and bias gradients of a convolution with few filters and taps
-//! (LeNet-5's first), without the im2col buffer of [`super::conv_gemm`]: on llvmpipe that
+//! (both of LeNet-5's), without the im2col buffer of [`super::conv_gemm`]: on llvmpipe that
 //! buffer's writes and reads cost more than the products. Which convolutions take this path is
 //! [`fits`]'s decision, made in [`super::conv_gemm::choose`].
 //!
