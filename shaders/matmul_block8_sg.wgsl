@@ -1,19 +1,25 @@
 // The subgroup entry points of matmul_block8.wgsl (compiled in front of this file; they need
-// the adapter's SUBGROUP feature): a 16x8 block of C per invocation, one group of 8 per
-// workgroup.
+// the adapter's SUBGROUP feature): a block of SG_ROWS x 8 of C per invocation (16 or 32 rows:
+// variants block8-sg and block8-sg32, tex8-sg and tex8-sg32), one group of 8 per workgroup.
 //
-// Invocation `li` of workgroup (x, y) computes rows 16 y .. 16 y + 15 and columns 8 (8x + li) ..
-// + 7, so a workgroup covers a 16x64 tile (SG_TILE_M x BLOCK8_TILE in src/kernels/matmul/mod.rs).
-// The eight invocations compute the same sixteen rows: each loads the A texels of two of them
-// (rows r and r + 8, r = li) and `subgroupShuffle` hands every row to all eight. Per step of
-// four k that is 2 A and 8 B loads for 128 vec4 FMAs, where `main` needs 16 loads for 64.
+// Invocation `li` of workgroup (x, y) computes rows SG_ROWS y .. + SG_ROWS - 1 and columns
+// 8 (8x + li) .. + 7, so a workgroup covers a SG_ROWS x 64 tile (sg_tile_m x BLOCK8_TILE in
+// src/kernels/matmul/mod.rs). The eight invocations compute the same rows: each loads the A
+// texels of SG_ROWS / 8 of them (rows r, r + 8, .., r = li) and `subgroupShuffle` hands every
+// row to all eight. Per step of four k that is SG_ROWS / 8 A loads and 8 B loads for SG_ROWS x
+// 8 vec4 FMAs, where `main` needs 16 loads for 64.
 //
-// Why these sizes, on llvmpipe: the 16x8 block beat 8x4 and 8x8 ones by 1.3x to 1.6x at n =
-// 1024, and larger ones (24x8, 32x8, 16x12) by nothing measurable (timed in a standalone
-// harness, medians of 5, several runs each because the 2 cores are noisy). One group of 8 per
-// workgroup rather than 4 was as fast on large products and up to 6x faster on the MLP's
-// 128x64x784 forward product, which then has 8 workgroups instead of 2: llvmpipe runs a
-// dispatch of one or two workgroups far below its speed on many.
+// Why these sizes, on llvmpipe: a lane's vec4 is four SIMD registers there, so the 64 or 128
+// accumulator vec4s spill to the stack whatever the block, and what counts is the loads per
+// FMA and how often a spilled accumulator is reloaded. Each step's FMAs therefore go row by
+// row (`step_row`), each accumulator taking its four k at once, so that it is loaded and
+// stored once per four FMAs: 1.03x to 1.09x at n = 1024 for 16 rows against the k-by-k order,
+// and what made taller blocks pay: 32 rows ran 1.4x faster than 16 at n = 1024, 48 and 64 rows
+// slower than 32 (timed in `wgrad bench matmul`, paired runs). A 32-row tile has half as many
+// workgroups, which starves small products (llvmpipe runs a dispatch of few workgroups far
+// below its speed), so both heights are variants and the tuner picks per shape. One group of
+// 8 per workgroup rather than 4 was as fast on large products and up to 6x faster on the MLP's
+// 128x64x784 forward product, for the same reason.
 //
 // `sg` reads B texels (x, y) = B[y, 4x ..]. `sg_bt` reads B transposed in place: texel (x, j) =
 // B[4x .. 4x+3, j], a row of the operand as stored (a linear layer's weight [out, in] for
@@ -21,285 +27,139 @@
 // regroups them by column, which costs nothing once the compiler has scalarised the vectors.
 //
 // Split-K as in matmul_block8.wgsl. Invocations past the edge still run, because every lane
-// must shuffle: they clamp their loads and drop their stores. The 32 accumulators and their
-// FMAs are written out long-hand, as in matmul_block8.wgsl; c{i}a / c{i}b hold row row0 + i,
-// columns col0 .. +3 and col0 + 4 .. +7. Each step's FMAs go row by row, each accumulator
-// taking its four k in a row: on llvmpipe a lane's vec4 is four SIMD registers, so the 128
-// accumulator registers spill, and in this order a spilled one is loaded and stored once per
-// four FMAs rather than once per FMA (1.03x to 1.09x at n = 1024 against k by k).
+// must shuffle: they clamp their loads and drop their stores. acc[2 i] and acc[2 i + 1] hold
+// row row0 + i, columns col0 .. +3 and col0 + 4 .. +7; every index into it is a constant once
+// the helpers are inlined, and rows past SG_ROWS sit under constant guards the compiler drops.
 //
 // This assumes that the eight are lanes 8h .. 8h+7 of one subgroup, in order (the subgroups of a
 // 1-D workgroup are runs of consecutive invocations on every adapter we know of); the tuner
 // checks each variant's result against the portable kernel before it may be chosen, so an
 // adapter that breaks the assumption only loses this variant.
 
+// Rows per block: 16 or 32 (the host's `sg_tile_m`).
+override SG_ROWS: u32 = 16u;
+const SG_MAX_ROWS: u32 = 32u;
+
+var<private> acc: array<vec4<f32>, 2u * SG_MAX_ROWS>;
+
+// One step of four k of B: row k + t, columns col0 .. +3 (lo[t]) and col0 + 4 .. +7 (hi[t]).
+struct BStep {
+    lo: array<vec4<f32>, 4>,
+    hi: array<vec4<f32>, 4>,
+}
+
+// Row i of the block over one step: the lane holding it (texel `mine` of lane i % 8, the
+// group i / 8 of the caller's A loads) hands its A texel to all eight, and the row's two
+// accumulators take the step's four k in turn.
+fn step_row(i: u32, mine: vec4<f32>, b: BStep, base: u32) {
+    if (i < SG_ROWS) {
+        let a = subgroupShuffle(mine, base | (i % 8u));
+        var lo = acc[2u * i];
+        var hi = acc[2u * i + 1u];
+        lo = fma(vec4<f32>(a.x), b.lo[0], lo);
+        lo = fma(vec4<f32>(a.y), b.lo[1], lo);
+        lo = fma(vec4<f32>(a.z), b.lo[2], lo);
+        lo = fma(vec4<f32>(a.w), b.lo[3], lo);
+        hi = fma(vec4<f32>(a.x), b.hi[0], hi);
+        hi = fma(vec4<f32>(a.y), b.hi[1], hi);
+        hi = fma(vec4<f32>(a.z), b.hi[2], hi);
+        hi = fma(vec4<f32>(a.w), b.hi[3], hi);
+        acc[2u * i] = lo;
+        acc[2u * i + 1u] = hi;
+    }
+}
+
+// The eight rows 8 g .. 8 g + 7, whose A texels the lanes loaded as `mine`.
+fn step_group(g: u32, mine: vec4<f32>, b: BStep, base: u32) {
+    step_row(8u * g + 0u, mine, b, base);
+    step_row(8u * g + 1u, mine, b, base);
+    step_row(8u * g + 2u, mine, b, base);
+    step_row(8u * g + 3u, mine, b, base);
+    step_row(8u * g + 4u, mine, b, base);
+    step_row(8u * g + 5u, mine, b, base);
+    step_row(8u * g + 6u, mine, b, base);
+    step_row(8u * g + 7u, mine, b, base);
+}
+
+// The A texel of row r of the block for step q: rows past m repeat the last one.
+fn block_a(q: u32, row0: u32, r: u32) -> vec4<f32> {
+    return load_a(q, min(row0 + r, p.m - 1u));
+}
+
+// One step of four k for the whole block; rows 16 .. 31 only in 32-row blocks.
+fn step_block(q: u32, row0: u32, li: u32, b: BStep, base: u32) {
+    step_group(0u, block_a(q, row0, li), b, base);
+    step_group(1u, block_a(q, row0, 8u + li), b, base);
+    if (SG_ROWS > 16u) {
+        step_group(2u, block_a(q, row0, 16u + li), b, base);
+        step_group(3u, block_a(q, row0, 24u + li), b, base);
+    }
+}
+
+// Rows 4 j .. 4 j + 3 of the block through the epilogue.
+fn store_rows(j: u32, row0: u32, col0: u32) {
+    if (4u * j < SG_ROWS) {
+        let r = 8u * j;
+        store_block(row0 + 4u * j, col0, acc[r], acc[r + 2u], acc[r + 4u], acc[r + 6u]);
+        let h = r + 1u;
+        store_block(row0 + 4u * j, col0 + 4u, acc[h], acc[h + 2u], acc[h + 4u], acc[h + 6u]);
+    }
+}
+
+fn store_all(row0: u32, col0: u32) {
+    store_rows(0u, row0, col0);
+    store_rows(1u, row0, col0);
+    store_rows(2u, row0, col0);
+    store_rows(3u, row0, col0);
+    store_rows(4u, row0, col0);
+    store_rows(5u, row0, col0);
+    store_rows(6u, row0, col0);
+    store_rows(7u, row0, col0);
+}
+
 @compute @workgroup_size(8)
 fn sg(@builtin(workgroup_id) wid: vec3<u32>,
       @builtin(local_invocation_index) li: u32,
       @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * 16u;
+    let row0 = wid.y * SG_ROWS;
     let col0 = (wid.x * 8u + li) * 8u;
     let slice = k_slice(wid.z);
-    let last = p.m - 1u;
-    let mine0 = min(row0 + li, last);
-    let mine1 = min(row0 + 8u + li, last);
     let base = lane & ~7u;
     let bx = min(col0 / 4u, p.b_cs - 1u);
     let bx1 = min(bx + 1u, p.b_cs - 1u);
-    var c0a = vec4<f32>(0.0);
-    var c0b = vec4<f32>(0.0);
-    var c1a = vec4<f32>(0.0);
-    var c1b = vec4<f32>(0.0);
-    var c2a = vec4<f32>(0.0);
-    var c2b = vec4<f32>(0.0);
-    var c3a = vec4<f32>(0.0);
-    var c3b = vec4<f32>(0.0);
-    var c4a = vec4<f32>(0.0);
-    var c4b = vec4<f32>(0.0);
-    var c5a = vec4<f32>(0.0);
-    var c5b = vec4<f32>(0.0);
-    var c6a = vec4<f32>(0.0);
-    var c6b = vec4<f32>(0.0);
-    var c7a = vec4<f32>(0.0);
-    var c7b = vec4<f32>(0.0);
-    var c8a = vec4<f32>(0.0);
-    var c8b = vec4<f32>(0.0);
-    var c9a = vec4<f32>(0.0);
-    var c9b = vec4<f32>(0.0);
-    var c10a = vec4<f32>(0.0);
-    var c10b = vec4<f32>(0.0);
-    var c11a = vec4<f32>(0.0);
-    var c11b = vec4<f32>(0.0);
-    var c12a = vec4<f32>(0.0);
-    var c12b = vec4<f32>(0.0);
-    var c13a = vec4<f32>(0.0);
-    var c13b = vec4<f32>(0.0);
-    var c14a = vec4<f32>(0.0);
-    var c14b = vec4<f32>(0.0);
-    var c15a = vec4<f32>(0.0);
-    var c15b = vec4<f32>(0.0);
+    acc = array<vec4<f32>, 2u * SG_MAX_ROWS>();
     for (var q = slice.x; q < slice.y; q++) {
-        let lo = load_a(q, mine0);
-        let hi = load_a(q, mine1);
         let k = 4u * q;
-        let b0a = load_b(bx, k + 0u);
-        let b0b = load_b(bx1, k + 0u);
-        let b1a = load_b(bx, k + 1u);
-        let b1b = load_b(bx1, k + 1u);
-        let b2a = load_b(bx, k + 2u);
-        let b2b = load_b(bx1, k + 2u);
-        let b3a = load_b(bx, k + 3u);
-        let b3b = load_b(bx1, k + 3u);
-        let a0 = subgroupShuffle(lo, base | 0u);
-        c0a = fma(vec4<f32>(a0.x), b0a, c0a);
-        c0a = fma(vec4<f32>(a0.y), b1a, c0a);
-        c0a = fma(vec4<f32>(a0.z), b2a, c0a);
-        c0a = fma(vec4<f32>(a0.w), b3a, c0a);
-        c0b = fma(vec4<f32>(a0.x), b0b, c0b);
-        c0b = fma(vec4<f32>(a0.y), b1b, c0b);
-        c0b = fma(vec4<f32>(a0.z), b2b, c0b);
-        c0b = fma(vec4<f32>(a0.w), b3b, c0b);
-        let a1 = subgroupShuffle(lo, base | 1u);
-        c1a = fma(vec4<f32>(a1.x), b0a, c1a);
-        c1a = fma(vec4<f32>(a1.y), b1a, c1a);
-        c1a = fma(vec4<f32>(a1.z), b2a, c1a);
-        c1a = fma(vec4<f32>(a1.w), b3a, c1a);
-        c1b = fma(vec4<f32>(a1.x), b0b, c1b);
-        c1b = fma(vec4<f32>(a1.y), b1b, c1b);
-        c1b = fma(vec4<f32>(a1.z), b2b, c1b);
-        c1b = fma(vec4<f32>(a1.w), b3b, c1b);
-        let a2 = subgroupShuffle(lo, base | 2u);
-        c2a = fma(vec4<f32>(a2.x), b0a, c2a);
-        c2a = fma(vec4<f32>(a2.y), b1a, c2a);
-        c2a = fma(vec4<f32>(a2.z), b2a, c2a);
-        c2a = fma(vec4<f32>(a2.w), b3a, c2a);
-        c2b = fma(vec4<f32>(a2.x), b0b, c2b);
-        c2b = fma(vec4<f32>(a2.y), b1b, c2b);
-        c2b = fma(vec4<f32>(a2.z), b2b, c2b);
-        c2b = fma(vec4<f32>(a2.w), b3b, c2b);
-        let a3 = subgroupShuffle(lo, base | 3u);
-        c3a = fma(vec4<f32>(a3.x), b0a, c3a);
-        c3a = fma(vec4<f32>(a3.y), b1a, c3a);
-        c3a = fma(vec4<f32>(a3.z), b2a, c3a);
-        c3a = fma(vec4<f32>(a3.w), b3a, c3a);
-        c3b = fma(vec4<f32>(a3.x), b0b, c3b);
-        c3b = fma(vec4<f32>(a3.y), b1b, c3b);
-        c3b = fma(vec4<f32>(a3.z), b2b, c3b);
-        c3b = fma(vec4<f32>(a3.w), b3b, c3b);
-        let a4 = subgroupShuffle(lo, base | 4u);
-        c4a = fma(vec4<f32>(a4.x), b0a, c4a);
-        c4a = fma(vec4<f32>(a4.y), b1a, c4a);
-        c4a = fma(vec4<f32>(a4.z), b2a, c4a);
-        c4a = fma(vec4<f32>(a4.w), b3a, c4a);
-        c4b = fma(vec4<f32>(a4.x), b0b, c4b);
-        c4b = fma(vec4<f32>(a4.y), b1b, c4b);
-        c4b = fma(vec4<f32>(a4.z), b2b, c4b);
-        c4b = fma(vec4<f32>(a4.w), b3b, c4b);
-        let a5 = subgroupShuffle(lo, base | 5u);
-        c5a = fma(vec4<f32>(a5.x), b0a, c5a);
-        c5a = fma(vec4<f32>(a5.y), b1a, c5a);
-        c5a = fma(vec4<f32>(a5.z), b2a, c5a);
-        c5a = fma(vec4<f32>(a5.w), b3a, c5a);
-        c5b = fma(vec4<f32>(a5.x), b0b, c5b);
-        c5b = fma(vec4<f32>(a5.y), b1b, c5b);
-        c5b = fma(vec4<f32>(a5.z), b2b, c5b);
-        c5b = fma(vec4<f32>(a5.w), b3b, c5b);
-        let a6 = subgroupShuffle(lo, base | 6u);
-        c6a = fma(vec4<f32>(a6.x), b0a, c6a);
-        c6a = fma(vec4<f32>(a6.y), b1a, c6a);
-        c6a = fma(vec4<f32>(a6.z), b2a, c6a);
-        c6a = fma(vec4<f32>(a6.w), b3a, c6a);
-        c6b = fma(vec4<f32>(a6.x), b0b, c6b);
-        c6b = fma(vec4<f32>(a6.y), b1b, c6b);
-        c6b = fma(vec4<f32>(a6.z), b2b, c6b);
-        c6b = fma(vec4<f32>(a6.w), b3b, c6b);
-        let a7 = subgroupShuffle(lo, base | 7u);
-        c7a = fma(vec4<f32>(a7.x), b0a, c7a);
-        c7a = fma(vec4<f32>(a7.y), b1a, c7a);
-        c7a = fma(vec4<f32>(a7.z), b2a, c7a);
-        c7a = fma(vec4<f32>(a7.w), b3a, c7a);
-        c7b = fma(vec4<f32>(a7.x), b0b, c7b);
-        c7b = fma(vec4<f32>(a7.y), b1b, c7b);
-        c7b = fma(vec4<f32>(a7.z), b2b, c7b);
-        c7b = fma(vec4<f32>(a7.w), b3b, c7b);
-        let a8 = subgroupShuffle(hi, base | 0u);
-        c8a = fma(vec4<f32>(a8.x), b0a, c8a);
-        c8a = fma(vec4<f32>(a8.y), b1a, c8a);
-        c8a = fma(vec4<f32>(a8.z), b2a, c8a);
-        c8a = fma(vec4<f32>(a8.w), b3a, c8a);
-        c8b = fma(vec4<f32>(a8.x), b0b, c8b);
-        c8b = fma(vec4<f32>(a8.y), b1b, c8b);
-        c8b = fma(vec4<f32>(a8.z), b2b, c8b);
-        c8b = fma(vec4<f32>(a8.w), b3b, c8b);
-        let a9 = subgroupShuffle(hi, base | 1u);
-        c9a = fma(vec4<f32>(a9.x), b0a, c9a);
-        c9a = fma(vec4<f32>(a9.y), b1a, c9a);
-        c9a = fma(vec4<f32>(a9.z), b2a, c9a);
-        c9a = fma(vec4<f32>(a9.w), b3a, c9a);
-        c9b = fma(vec4<f32>(a9.x), b0b, c9b);
-        c9b = fma(vec4<f32>(a9.y), b1b, c9b);
-        c9b = fma(vec4<f32>(a9.z), b2b, c9b);
-        c9b = fma(vec4<f32>(a9.w), b3b, c9b);
-        let a10 = subgroupShuffle(hi, base | 2u);
-        c10a = fma(vec4<f32>(a10.x), b0a, c10a);
-        c10a = fma(vec4<f32>(a10.y), b1a, c10a);
-        c10a = fma(vec4<f32>(a10.z), b2a, c10a);
-        c10a = fma(vec4<f32>(a10.w), b3a, c10a);
-        c10b = fma(vec4<f32>(a10.x), b0b, c10b);
-        c10b = fma(vec4<f32>(a10.y), b1b, c10b);
-        c10b = fma(vec4<f32>(a10.z), b2b, c10b);
-        c10b = fma(vec4<f32>(a10.w), b3b, c10b);
-        let a11 = subgroupShuffle(hi, base | 3u);
-        c11a = fma(vec4<f32>(a11.x), b0a, c11a);
-        c11a = fma(vec4<f32>(a11.y), b1a, c11a);
-        c11a = fma(vec4<f32>(a11.z), b2a, c11a);
-        c11a = fma(vec4<f32>(a11.w), b3a, c11a);
-        c11b = fma(vec4<f32>(a11.x), b0b, c11b);
-        c11b = fma(vec4<f32>(a11.y), b1b, c11b);
-        c11b = fma(vec4<f32>(a11.z), b2b, c11b);
-        c11b = fma(vec4<f32>(a11.w), b3b, c11b);
-        let a12 = subgroupShuffle(hi, base | 4u);
-        c12a = fma(vec4<f32>(a12.x), b0a, c12a);
-        c12a = fma(vec4<f32>(a12.y), b1a, c12a);
-        c12a = fma(vec4<f32>(a12.z), b2a, c12a);
-        c12a = fma(vec4<f32>(a12.w), b3a, c12a);
-        c12b = fma(vec4<f32>(a12.x), b0b, c12b);
-        c12b = fma(vec4<f32>(a12.y), b1b, c12b);
-        c12b = fma(vec4<f32>(a12.z), b2b, c12b);
-        c12b = fma(vec4<f32>(a12.w), b3b, c12b);
-        let a13 = subgroupShuffle(hi, base | 5u);
-        c13a = fma(vec4<f32>(a13.x), b0a, c13a);
-        c13a = fma(vec4<f32>(a13.y), b1a, c13a);
-        c13a = fma(vec4<f32>(a13.z), b2a, c13a);
-        c13a = fma(vec4<f32>(a13.w), b3a, c13a);
-        c13b = fma(vec4<f32>(a13.x), b0b, c13b);
-        c13b = fma(vec4<f32>(a13.y), b1b, c13b);
-        c13b = fma(vec4<f32>(a13.z), b2b, c13b);
-        c13b = fma(vec4<f32>(a13.w), b3b, c13b);
-        let a14 = subgroupShuffle(hi, base | 6u);
-        c14a = fma(vec4<f32>(a14.x), b0a, c14a);
-        c14a = fma(vec4<f32>(a14.y), b1a, c14a);
-        c14a = fma(vec4<f32>(a14.z), b2a, c14a);
-        c14a = fma(vec4<f32>(a14.w), b3a, c14a);
-        c14b = fma(vec4<f32>(a14.x), b0b, c14b);
-        c14b = fma(vec4<f32>(a14.y), b1b, c14b);
-        c14b = fma(vec4<f32>(a14.z), b2b, c14b);
-        c14b = fma(vec4<f32>(a14.w), b3b, c14b);
-        let a15 = subgroupShuffle(hi, base | 7u);
-        c15a = fma(vec4<f32>(a15.x), b0a, c15a);
-        c15a = fma(vec4<f32>(a15.y), b1a, c15a);
-        c15a = fma(vec4<f32>(a15.z), b2a, c15a);
-        c15a = fma(vec4<f32>(a15.w), b3a, c15a);
-        c15b = fma(vec4<f32>(a15.x), b0b, c15b);
-        c15b = fma(vec4<f32>(a15.y), b1b, c15b);
-        c15b = fma(vec4<f32>(a15.z), b2b, c15b);
-        c15b = fma(vec4<f32>(a15.w), b3b, c15b);
+        var b: BStep;
+        b.lo = array<vec4<f32>, 4>(load_b(bx, k), load_b(bx, k + 1u), load_b(bx, k + 2u),
+                                   load_b(bx, k + 3u));
+        b.hi = array<vec4<f32>, 4>(load_b(bx1, k), load_b(bx1, k + 1u), load_b(bx1, k + 2u),
+                                   load_b(bx1, k + 3u));
+        step_block(q, row0, li, b, base);
     }
-    store_block(row0 + 0u, col0, c0a, c1a, c2a, c3a);
-    store_block(row0 + 0u, col0 + 4u, c0b, c1b, c2b, c3b);
-    store_block(row0 + 4u, col0, c4a, c5a, c6a, c7a);
-    store_block(row0 + 4u, col0 + 4u, c4b, c5b, c6b, c7b);
-    store_block(row0 + 8u, col0, c8a, c9a, c10a, c11a);
-    store_block(row0 + 8u, col0 + 4u, c8b, c9b, c10b, c11b);
-    store_block(row0 + 12u, col0, c12a, c13a, c14a, c15a);
-    store_block(row0 + 12u, col0 + 4u, c12b, c13b, c14b, c15b);
+    store_all(row0, col0);
 }
 
 @compute @workgroup_size(8)
 fn sg_bt(@builtin(workgroup_id) wid: vec3<u32>,
       @builtin(local_invocation_index) li: u32,
       @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * 16u;
+    let row0 = wid.y * SG_ROWS;
     let col0 = (wid.x * 8u + li) * 8u;
     let slice = k_slice(wid.z);
-    let last = p.m - 1u;
-    let mine0 = min(row0 + li, last);
-    let mine1 = min(row0 + 8u + li, last);
     let base = lane & ~7u;
     // Rows of B^T (columns of B) col0 .. col0 + 7, clamped.
-    let j0 = min(col0 + 0u, p.n - 1u);
-    let j1 = min(col0 + 1u, p.n - 1u);
-    let j2 = min(col0 + 2u, p.n - 1u);
-    let j3 = min(col0 + 3u, p.n - 1u);
-    let j4 = min(col0 + 4u, p.n - 1u);
-    let j5 = min(col0 + 5u, p.n - 1u);
-    let j6 = min(col0 + 6u, p.n - 1u);
-    let j7 = min(col0 + 7u, p.n - 1u);
-    var c0a = vec4<f32>(0.0);
-    var c0b = vec4<f32>(0.0);
-    var c1a = vec4<f32>(0.0);
-    var c1b = vec4<f32>(0.0);
-    var c2a = vec4<f32>(0.0);
-    var c2b = vec4<f32>(0.0);
-    var c3a = vec4<f32>(0.0);
-    var c3b = vec4<f32>(0.0);
-    var c4a = vec4<f32>(0.0);
-    var c4b = vec4<f32>(0.0);
-    var c5a = vec4<f32>(0.0);
-    var c5b = vec4<f32>(0.0);
-    var c6a = vec4<f32>(0.0);
-    var c6b = vec4<f32>(0.0);
-    var c7a = vec4<f32>(0.0);
-    var c7b = vec4<f32>(0.0);
-    var c8a = vec4<f32>(0.0);
-    var c8b = vec4<f32>(0.0);
-    var c9a = vec4<f32>(0.0);
-    var c9b = vec4<f32>(0.0);
-    var c10a = vec4<f32>(0.0);
-    var c10b = vec4<f32>(0.0);
-    var c11a = vec4<f32>(0.0);
-    var c11b = vec4<f32>(0.0);
-    var c12a = vec4<f32>(0.0);
-    var c12b = vec4<f32>(0.0);
-    var c13a = vec4<f32>(0.0);
-    var c13b = vec4<f32>(0.0);
-    var c14a = vec4<f32>(0.0);
-    var c14b = vec4<f32>(0.0);
-    var c15a = vec4<f32>(0.0);
-    var c15b = vec4<f32>(0.0);
+    let last = p.n - 1u;
+    let j0 = min(col0 + 0u, last);
+    let j1 = min(col0 + 1u, last);
+    let j2 = min(col0 + 2u, last);
+    let j3 = min(col0 + 3u, last);
+    let j4 = min(col0 + 4u, last);
+    let j5 = min(col0 + 5u, last);
+    let j6 = min(col0 + 6u, last);
+    let j7 = min(col0 + 7u, last);
+    acc = array<vec4<f32>, 2u * SG_MAX_ROWS>();
     for (var q = slice.x; q < slice.y; q++) {
-        let lo = load_a(q, mine0);
-        let hi = load_a(q, mine1);
         let t0 = load_b(q, j0);
         let t1 = load_b(q, j1);
         let t2 = load_b(q, j2);
@@ -308,165 +168,16 @@ fn sg_bt(@builtin(workgroup_id) wid: vec3<u32>,
         let t5 = load_b(q, j5);
         let t6 = load_b(q, j6);
         let t7 = load_b(q, j7);
-        let b0a = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
-        let b0b = vec4<f32>(t4.x, t5.x, t6.x, t7.x);
-        let b1a = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
-        let b1b = vec4<f32>(t4.y, t5.y, t6.y, t7.y);
-        let b2a = vec4<f32>(t0.z, t1.z, t2.z, t3.z);
-        let b2b = vec4<f32>(t4.z, t5.z, t6.z, t7.z);
-        let b3a = vec4<f32>(t0.w, t1.w, t2.w, t3.w);
-        let b3b = vec4<f32>(t4.w, t5.w, t6.w, t7.w);
-        let a0 = subgroupShuffle(lo, base | 0u);
-        c0a = fma(vec4<f32>(a0.x), b0a, c0a);
-        c0a = fma(vec4<f32>(a0.y), b1a, c0a);
-        c0a = fma(vec4<f32>(a0.z), b2a, c0a);
-        c0a = fma(vec4<f32>(a0.w), b3a, c0a);
-        c0b = fma(vec4<f32>(a0.x), b0b, c0b);
-        c0b = fma(vec4<f32>(a0.y), b1b, c0b);
-        c0b = fma(vec4<f32>(a0.z), b2b, c0b);
-        c0b = fma(vec4<f32>(a0.w), b3b, c0b);
-        let a1 = subgroupShuffle(lo, base | 1u);
-        c1a = fma(vec4<f32>(a1.x), b0a, c1a);
-        c1a = fma(vec4<f32>(a1.y), b1a, c1a);
-        c1a = fma(vec4<f32>(a1.z), b2a, c1a);
-        c1a = fma(vec4<f32>(a1.w), b3a, c1a);
-        c1b = fma(vec4<f32>(a1.x), b0b, c1b);
-        c1b = fma(vec4<f32>(a1.y), b1b, c1b);
-        c1b = fma(vec4<f32>(a1.z), b2b, c1b);
-        c1b = fma(vec4<f32>(a1.w), b3b, c1b);
-        let a2 = subgroupShuffle(lo, base | 2u);
-        c2a = fma(vec4<f32>(a2.x), b0a, c2a);
-        c2a = fma(vec4<f32>(a2.y), b1a, c2a);
-        c2a = fma(vec4<f32>(a2.z), b2a, c2a);
-        c2a = fma(vec4<f32>(a2.w), b3a, c2a);
-        c2b = fma(vec4<f32>(a2.x), b0b, c2b);
-        c2b = fma(vec4<f32>(a2.y), b1b, c2b);
-        c2b = fma(vec4<f32>(a2.z), b2b, c2b);
-        c2b = fma(vec4<f32>(a2.w), b3b, c2b);
-        let a3 = subgroupShuffle(lo, base | 3u);
-        c3a = fma(vec4<f32>(a3.x), b0a, c3a);
-        c3a = fma(vec4<f32>(a3.y), b1a, c3a);
-        c3a = fma(vec4<f32>(a3.z), b2a, c3a);
-        c3a = fma(vec4<f32>(a3.w), b3a, c3a);
-        c3b = fma(vec4<f32>(a3.x), b0b, c3b);
-        c3b = fma(vec4<f32>(a3.y), b1b, c3b);
-        c3b = fma(vec4<f32>(a3.z), b2b, c3b);
-        c3b = fma(vec4<f32>(a3.w), b3b, c3b);
-        let a4 = subgroupShuffle(lo, base | 4u);
-        c4a = fma(vec4<f32>(a4.x), b0a, c4a);
-        c4a = fma(vec4<f32>(a4.y), b1a, c4a);
-        c4a = fma(vec4<f32>(a4.z), b2a, c4a);
-        c4a = fma(vec4<f32>(a4.w), b3a, c4a);
-        c4b = fma(vec4<f32>(a4.x), b0b, c4b);
-        c4b = fma(vec4<f32>(a4.y), b1b, c4b);
-        c4b = fma(vec4<f32>(a4.z), b2b, c4b);
-        c4b = fma(vec4<f32>(a4.w), b3b, c4b);
-        let a5 = subgroupShuffle(lo, base | 5u);
-        c5a = fma(vec4<f32>(a5.x), b0a, c5a);
-        c5a = fma(vec4<f32>(a5.y), b1a, c5a);
-        c5a = fma(vec4<f32>(a5.z), b2a, c5a);
-        c5a = fma(vec4<f32>(a5.w), b3a, c5a);
-        c5b = fma(vec4<f32>(a5.x), b0b, c5b);
-        c5b = fma(vec4<f32>(a5.y), b1b, c5b);
-        c5b = fma(vec4<f32>(a5.z), b2b, c5b);
-        c5b = fma(vec4<f32>(a5.w), b3b, c5b);
-        let a6 = subgroupShuffle(lo, base | 6u);
-        c6a = fma(vec4<f32>(a6.x), b0a, c6a);
-        c6a = fma(vec4<f32>(a6.y), b1a, c6a);
-        c6a = fma(vec4<f32>(a6.z), b2a, c6a);
-        c6a = fma(vec4<f32>(a6.w), b3a, c6a);
-        c6b = fma(vec4<f32>(a6.x), b0b, c6b);
-        c6b = fma(vec4<f32>(a6.y), b1b, c6b);
-        c6b = fma(vec4<f32>(a6.z), b2b, c6b);
-        c6b = fma(vec4<f32>(a6.w), b3b, c6b);
-        let a7 = subgroupShuffle(lo, base | 7u);
-        c7a = fma(vec4<f32>(a7.x), b0a, c7a);
-        c7a = fma(vec4<f32>(a7.y), b1a, c7a);
-        c7a = fma(vec4<f32>(a7.z), b2a, c7a);
-        c7a = fma(vec4<f32>(a7.w), b3a, c7a);
-        c7b = fma(vec4<f32>(a7.x), b0b, c7b);
-        c7b = fma(vec4<f32>(a7.y), b1b, c7b);
-        c7b = fma(vec4<f32>(a7.z), b2b, c7b);
-        c7b = fma(vec4<f32>(a7.w), b3b, c7b);
-        let a8 = subgroupShuffle(hi, base | 0u);
-        c8a = fma(vec4<f32>(a8.x), b0a, c8a);
-        c8a = fma(vec4<f32>(a8.y), b1a, c8a);
-        c8a = fma(vec4<f32>(a8.z), b2a, c8a);
-        c8a = fma(vec4<f32>(a8.w), b3a, c8a);
-        c8b = fma(vec4<f32>(a8.x), b0b, c8b);
-        c8b = fma(vec4<f32>(a8.y), b1b, c8b);
-        c8b = fma(vec4<f32>(a8.z), b2b, c8b);
-        c8b = fma(vec4<f32>(a8.w), b3b, c8b);
-        let a9 = subgroupShuffle(hi, base | 1u);
-        c9a = fma(vec4<f32>(a9.x), b0a, c9a);
-        c9a = fma(vec4<f32>(a9.y), b1a, c9a);
-        c9a = fma(vec4<f32>(a9.z), b2a, c9a);
-        c9a = fma(vec4<f32>(a9.w), b3a, c9a);
-        c9b = fma(vec4<f32>(a9.x), b0b, c9b);
-        c9b = fma(vec4<f32>(a9.y), b1b, c9b);
-        c9b = fma(vec4<f32>(a9.z), b2b, c9b);
-        c9b = fma(vec4<f32>(a9.w), b3b, c9b);
-        let a10 = subgroupShuffle(hi, base | 2u);
-        c10a = fma(vec4<f32>(a10.x), b0a, c10a);
-        c10a = fma(vec4<f32>(a10.y), b1a, c10a);
-        c10a = fma(vec4<f32>(a10.z), b2a, c10a);
-        c10a = fma(vec4<f32>(a10.w), b3a, c10a);
-        c10b = fma(vec4<f32>(a10.x), b0b, c10b);
-        c10b = fma(vec4<f32>(a10.y), b1b, c10b);
-        c10b = fma(vec4<f32>(a10.z), b2b, c10b);
-        c10b = fma(vec4<f32>(a10.w), b3b, c10b);
-        let a11 = subgroupShuffle(hi, base | 3u);
-        c11a = fma(vec4<f32>(a11.x), b0a, c11a);
-        c11a = fma(vec4<f32>(a11.y), b1a, c11a);
-        c11a = fma(vec4<f32>(a11.z), b2a, c11a);
-        c11a = fma(vec4<f32>(a11.w), b3a, c11a);
-        c11b = fma(vec4<f32>(a11.x), b0b, c11b);
-        c11b = fma(vec4<f32>(a11.y), b1b, c11b);
-        c11b = fma(vec4<f32>(a11.z), b2b, c11b);
-        c11b = fma(vec4<f32>(a11.w), b3b, c11b);
-        let a12 = subgroupShuffle(hi, base | 4u);
-        c12a = fma(vec4<f32>(a12.x), b0a, c12a);
-        c12a = fma(vec4<f32>(a12.y), b1a, c12a);
-        c12a = fma(vec4<f32>(a12.z), b2a, c12a);
-        c12a = fma(vec4<f32>(a12.w), b3a, c12a);
-        c12b = fma(vec4<f32>(a12.x), b0b, c12b);
-        c12b = fma(vec4<f32>(a12.y), b1b, c12b);
-        c12b = fma(vec4<f32>(a12.z), b2b, c12b);
-        c12b = fma(vec4<f32>(a12.w), b3b, c12b);
-        let a13 = subgroupShuffle(hi, base | 5u);
-        c13a = fma(vec4<f32>(a13.x), b0a, c13a);
-        c13a = fma(vec4<f32>(a13.y), b1a, c13a);
-        c13a = fma(vec4<f32>(a13.z), b2a, c13a);
-        c13a = fma(vec4<f32>(a13.w), b3a, c13a);
-        c13b = fma(vec4<f32>(a13.x), b0b, c13b);
-        c13b = fma(vec4<f32>(a13.y), b1b, c13b);
-        c13b = fma(vec4<f32>(a13.z), b2b, c13b);
-        c13b = fma(vec4<f32>(a13.w), b3b, c13b);
-        let a14 = subgroupShuffle(hi, base | 6u);
-        c14a = fma(vec4<f32>(a14.x), b0a, c14a);
-        c14a = fma(vec4<f32>(a14.y), b1a, c14a);
-        c14a = fma(vec4<f32>(a14.z), b2a, c14a);
-        c14a = fma(vec4<f32>(a14.w), b3a, c14a);
-        c14b = fma(vec4<f32>(a14.x), b0b, c14b);
-        c14b = fma(vec4<f32>(a14.y), b1b, c14b);
-        c14b = fma(vec4<f32>(a14.z), b2b, c14b);
-        c14b = fma(vec4<f32>(a14.w), b3b, c14b);
-        let a15 = subgroupShuffle(hi, base | 7u);
-        c15a = fma(vec4<f32>(a15.x), b0a, c15a);
-        c15a = fma(vec4<f32>(a15.y), b1a, c15a);
-        c15a = fma(vec4<f32>(a15.z), b2a, c15a);
-        c15a = fma(vec4<f32>(a15.w), b3a, c15a);
-        c15b = fma(vec4<f32>(a15.x), b0b, c15b);
-        c15b = fma(vec4<f32>(a15.y), b1b, c15b);
-        c15b = fma(vec4<f32>(a15.z), b2b, c15b);
-        c15b = fma(vec4<f32>(a15.w), b3b, c15b);
+        var b: BStep;
+        b.lo = array<vec4<f32>, 4>(vec4<f32>(t0.x, t1.x, t2.x, t3.x),
+                                   vec4<f32>(t0.y, t1.y, t2.y, t3.y),
+                                   vec4<f32>(t0.z, t1.z, t2.z, t3.z),
+                                   vec4<f32>(t0.w, t1.w, t2.w, t3.w));
+        b.hi = array<vec4<f32>, 4>(vec4<f32>(t4.x, t5.x, t6.x, t7.x),
+                                   vec4<f32>(t4.y, t5.y, t6.y, t7.y),
+                                   vec4<f32>(t4.z, t5.z, t6.z, t7.z),
+                                   vec4<f32>(t4.w, t5.w, t6.w, t7.w));
+        step_block(q, row0, li, b, base);
     }
-    store_block(row0 + 0u, col0, c0a, c1a, c2a, c3a);
-    store_block(row0 + 0u, col0 + 4u, c0b, c1b, c2b, c3b);
-    store_block(row0 + 4u, col0, c4a, c5a, c6a, c7a);
-    store_block(row0 + 4u, col0 + 4u, c4b, c5b, c6b, c7b);
-    store_block(row0 + 8u, col0, c8a, c9a, c10a, c11a);
-    store_block(row0 + 8u, col0 + 4u, c8b, c9b, c10b, c11b);
-    store_block(row0 + 12u, col0, c12a, c13a, c14a, c15a);
-    store_block(row0 + 12u, col0 + 4u, c12b, c13b, c14b, c15b);
+    store_all(row0, col0);
 }

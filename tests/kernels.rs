@@ -177,8 +177,9 @@ fn matmul_epilogues_match_reference() {
     }
 }
 
-/// The 8x8-block variants (packed storage buffers or textures, with and without subgroups) in
-/// every layout, with edges that cut blocks and workgroup tiles, and each epilogue.
+/// The 8x8-block variants (packed storage buffers or textures, with and without subgroups, with
+/// blocks of 16 or 32 rows) in every layout, with edges that cut blocks and workgroup tiles,
+/// and each epilogue.
 #[test]
 fn block8_matmuls_match_reference() {
     let Some(ctx) = context() else { return };
@@ -195,8 +196,10 @@ fn block8_matmuls_match_reference() {
     for v in [
         Variant::Block8,
         Variant::Block8Sg,
+        Variant::Block8Sg32,
         Variant::Tex8,
         Variant::Tex8Sg,
+        Variant::Tex8Sg32,
     ] {
         let probe = Shape { m: 8, n: 8, k: 4 };
         let row = Operand::row_major(0, 4);
@@ -217,7 +220,8 @@ fn block8_matmuls_match_reference() {
             (130, 150, 67),
             (64, 10, 128),
             (36, 68, 44),
-            // Wide layout over two workgroups of columns (n > 256) and two block rows of 16.
+            // Wide layout over two workgroups of columns (n > 256) and two block rows of 16
+            // (of the 32-row kernels, one that the edge cuts).
             (20, 300, 132),
         ];
         for dims in shapes {

@@ -147,7 +147,7 @@ async fn bench_matmul(
                 println!("{line}");
             } else {
                 println!(
-                    "matmul {label:<12} {:<10} {gflops:8.2} GFLOP/s {:10.3} ms{}",
+                    "matmul {label:<12} {:<11} {gflops:8.2} GFLOP/s {:10.3} ms{}",
                     t.variant.name(),
                     t.seconds * 1e3,
                     if is_chosen { "  (chosen)" } else { "" }

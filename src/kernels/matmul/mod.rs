@@ -8,11 +8,12 @@
 //!   block8     matmul_block8.wgsl: 8x8 blocks on operands packed into vec4 storage buffers
 //!   block8-sg  matmul_block8_sg.wgsl: 16x8 blocks, A shared across 8 lanes with
 //!              subgroupShuffle (needs SUBGROUP)
+//!   block8-sg32  the same kernel with 32x8 blocks: fewer loads per FMA, half the workgroups
 //!   tex8       8x8 blocks on operands packed into rgba32float textures, read by textureLoad
-//!   tex8-sg    the 16x8 subgroup kernel on textures
+//!   tex8-sg, tex8-sg32  the subgroup kernel on textures
 //! The block8 and tex8 variants first pack A and B (matmul_pack.wgsl: one small dispatch each),
 //! which also makes them layout-blind; the buffer variants skip the packing of an operand whose
-//! rows are already aligned vec4s, and block8-sg also of a B stored transposed (`sg_bt`).
+//! rows are already aligned vec4s, and block8-sg(32) also of a B stored transposed (`sg_bt`).
 //! [`dispatch`] picks one per shape through the device's tuning ([`choose`]);
 //! [`dispatch_variant`] forces one, for tests and benches. All of them sum
 //! in ascending k, so each is deterministic, but they round differently; tests compare every
@@ -111,13 +112,16 @@ macro_rules! block8_wgsl {
 /// place (entry `sg_bt` of matmul_block8_sg.wgsl).
 fn block8_source(variant: Variant, bt: bool) -> KernelSource {
     if bt {
-        assert_eq!(
-            variant,
-            Variant::Block8Sg,
-            "internal error: only block8-sg reads B^T"
+        assert!(
+            variant.buffer_subgroups(),
+            "internal error: only block8-sg and block8-sg32 read B^T"
         );
         return KernelSource {
-            name: "matmul_block8.buf.sg_bt",
+            name: if variant == Variant::Block8Sg {
+                "matmul_block8.buf.sg_bt"
+            } else {
+                "matmul_block8.buf.sg32_bt"
+            },
             wgsl: block8_wgsl!(
                 "../../../shaders/matmul_operands_buf.wgsl",
                 "../../../shaders/matmul_block8_sg.wgsl"
@@ -133,8 +137,12 @@ fn block8_source(variant: Variant, bt: bool) -> KernelSource {
             "main",
             BLOCK8_BUF_BINDINGS,
         ),
-        Variant::Block8Sg => (
-            "matmul_block8.buf.sg",
+        Variant::Block8Sg | Variant::Block8Sg32 => (
+            if variant == Variant::Block8Sg {
+                "matmul_block8.buf.sg"
+            } else {
+                "matmul_block8.buf.sg32"
+            },
             block8_wgsl!(
                 "../../../shaders/matmul_operands_buf.wgsl",
                 "../../../shaders/matmul_block8_sg.wgsl"
@@ -148,8 +156,12 @@ fn block8_source(variant: Variant, bt: bool) -> KernelSource {
             "main",
             BLOCK8_TEX_BINDINGS,
         ),
-        Variant::Tex8Sg => (
-            "matmul_block8.tex.sg",
+        Variant::Tex8Sg | Variant::Tex8Sg32 => (
+            if variant == Variant::Tex8Sg {
+                "matmul_block8.tex.sg"
+            } else {
+                "matmul_block8.tex.sg32"
+            },
             block8_wgsl!(
                 "../../../shaders/matmul_operands_tex.wgsl",
                 "../../../shaders/matmul_block8_sg.wgsl"
@@ -284,19 +296,23 @@ pub enum Variant {
     Vec4,
     Block8,
     Block8Sg,
+    Block8Sg32,
     Tex8,
     Tex8Sg,
+    Tex8Sg32,
 }
 
 impl Variant {
     /// Every variant, the portable ones first.
-    pub const ALL: [Variant; 6] = [
+    pub const ALL: [Variant; 8] = [
         Variant::Strided,
         Variant::Vec4,
         Variant::Block8,
         Variant::Block8Sg,
+        Variant::Block8Sg32,
         Variant::Tex8,
         Variant::Tex8Sg,
+        Variant::Tex8Sg32,
     ];
 
     /// The name used by `WGRAD_KERNEL`, `wgrad bench` and the tuning cache.
@@ -306,8 +322,10 @@ impl Variant {
             Variant::Vec4 => "vec4",
             Variant::Block8 => "block8",
             Variant::Block8Sg => "block8-sg",
+            Variant::Block8Sg32 => "block8-sg32",
             Variant::Tex8 => "tex8",
             Variant::Tex8Sg => "tex8-sg",
+            Variant::Tex8Sg32 => "tex8-sg32",
         }
     }
 
@@ -320,11 +338,27 @@ impl Variant {
     }
 
     fn textures(self) -> bool {
-        matches!(self, Variant::Tex8 | Variant::Tex8Sg)
+        matches!(self, Variant::Tex8 | Variant::Tex8Sg | Variant::Tex8Sg32)
     }
 
     fn subgroups(self) -> bool {
-        matches!(self, Variant::Block8Sg | Variant::Tex8Sg)
+        self.sg_rows() > 0
+    }
+
+    /// Rows of C per block and per workgroup of a subgroup kernel (SG_ROWS in
+    /// matmul_block8_sg.wgsl); 0 for the others.
+    fn sg_rows(self) -> usize {
+        match self {
+            Variant::Block8Sg | Variant::Tex8Sg => 16,
+            Variant::Block8Sg32 | Variant::Tex8Sg32 => 32,
+            _ => 0,
+        }
+    }
+
+    /// Whether this is block8-sg or block8-sg32, the buffer subgroup kernels, which also read a
+    /// B stored transposed in place (`sg_bt`).
+    fn buffer_subgroups(self) -> bool {
+        matches!(self, Variant::Block8Sg | Variant::Block8Sg32)
     }
 
     /// Why this variant cannot compute `shape` with these operands on `ctx`, if it cannot.
@@ -403,9 +437,6 @@ impl Packed {
 /// Rows and columns of C one workgroup of the 8x8 kernels covers (64 invocations of 8x8), and
 /// the columns of one of the subgroup kernels.
 pub const BLOCK8_TILE: usize = 64;
-/// Rows of C one workgroup of the subgroup kernels covers (8 invocations of 16x8 blocks side by
-/// side, matmul_block8_sg.wgsl).
-pub const SG_TILE_M: usize = 16;
 
 /// Builds the replayable dispatches of `C = epilogue(A B)`, C row-major with row stride `c.1`,
 /// with the variant the device's tuning picks for this shape ([`choose`]).
@@ -901,7 +932,7 @@ const REDUCE: KernelSource = KernelSource {
 /// operands: picks the block layout and split-K for the shape, and appends the reduction when
 /// the k loop is split.
 ///
-/// Layout: the subgroup kernels always take 16x64 tiles. The 8x8 ones take the wide layout for
+/// Layout: the subgroup kernels always take 16x64 or 32x64 tiles. The 8x8 ones take the wide layout for
 /// C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64 tiles. Split-K
 /// when the grid has under 16 workgroups (4 on a CPU adapter) and k is long (at least 32 steps
 /// of four): slices of at least 16 steps, about 32 workgroups in all, so that every core has
@@ -918,12 +949,12 @@ async fn launch_block8(
     (bias, mask, c): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
 ) -> Result<Vec<Dispatch>> {
     // Wide: a workgroup's 64 invocations side by side on one block row (8 rows by 512
-    // columns); tall: on one block column. The subgroup kernels' 16x64 tiles need neither.
+    // columns); tall: on one block column. The subgroup kernels' tiles need neither.
     let (layout, gx, gy) = if variant.subgroups() {
         (
             0,
             shape.n.div_ceil(BLOCK8_TILE),
-            shape.m.div_ceil(SG_TILE_M),
+            shape.m.div_ceil(variant.sg_rows()),
         )
     } else if shape.m <= 32 {
         (1, shape.n.div_ceil(64 * 8), shape.m.div_ceil(8))
@@ -965,11 +996,19 @@ async fn launch_block8(
     p.k_per_split = per as u32;
 
     let source = block8_source(variant, bt);
+    // The subgroup kernels' block height, besides the epilogue.
+    let constants = |p: &Params| {
+        let mut c = specialize(p).to_vec();
+        if variant.subgroups() {
+            c.push(("SG_ROWS", variant.sg_rows() as u32));
+        }
+        c
+    };
     let groups = [gx as u32, gy as u32, split as u32];
     if split == 1 {
         let kernel = ctx
             .pipelines()
-            .get_with(ctx, &source, &specialize(&p))
+            .get_with(ctx, &source, &constants(&p))
             .await?;
         let resources = vec![
             a_res,
@@ -999,7 +1038,7 @@ async fn launch_block8(
     let params = Some(ctx.uniform("matmul params", &slices));
     let kernel = ctx
         .pipelines()
-        .get_with(ctx, &source, &specialize(&slices))
+        .get_with(ctx, &source, &constants(&slices))
         .await?;
     let product = Dispatch::bind(ctx, kernel, params, resources, groups);
     let reduce = ctx
@@ -1093,7 +1132,7 @@ async fn block8(
     };
     // The subgroup kernel also reads B^T in place (sg_bt), when its rows (B's columns) are
     // aligned vec4s along k.
-    let b_direct_t = variant == Variant::Block8Sg
+    let b_direct_t = variant.buffer_subgroups()
         && !b_direct
         && b.row_stride == 1
         && q(b.offset)
