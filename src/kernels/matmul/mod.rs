@@ -932,8 +932,8 @@ const REDUCE: KernelSource = KernelSource {
 /// operands: picks the block layout and split-K for the shape, and appends the reduction when
 /// the k loop is split.
 ///
-/// Layout: the subgroup kernels always take 16x64 or 32x64 tiles. The 8x8 ones take the wide layout for
-/// C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64 tiles. Split-K
+/// Layout: the subgroup kernels always take 16x64 or 32x64 tiles. The 8x8 ones take the wide
+/// layout for C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64 tiles. Split-K
 /// when the grid has under 16 workgroups (4 on a CPU adapter) and k is long (at least 32 steps
 /// of four): slices of at least 16 steps, about 32 workgroups in all, so that every core has
 /// several to run.
