@@ -474,8 +474,9 @@ fn key(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> String {
 
 /// The variant for a product on this device: the forced one (`WGRAD_KERNEL`) where it applies,
 /// else the cached choice, else the fastest correct candidate when the tuning has a clock (the
-/// choice is then cached), else the static preference: tex8-sg, block8-sg, tex8, vec4, strided,
-/// the first that applies (the order measured on llvmpipe, where the tuner found the same).
+/// choice is then cached), else the static preference: block8-sg32, tex8-sg32, tex8-sg,
+/// block8-sg, tex8, vec4, strided, the first that applies (the order at n = 1024 on llvmpipe,
+/// where the tuner took block8-sg32 for most of the models' products too).
 pub async fn choose(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> Result<Variant> {
     if let Some(v) = known_choice(ctx, shape, a, b) {
         return Ok(v);
@@ -485,6 +486,8 @@ pub async fn choose(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> Resu
         return Ok(record_choice(ctx, shape, a, b, &timings));
     }
     let preference = [
+        Variant::Block8Sg32,
+        Variant::Tex8Sg32,
         Variant::Tex8Sg,
         Variant::Block8Sg,
         Variant::Tex8,
