@@ -99,7 +99,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 // The packed parameters: weight at w_off, bias at b_off.
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 // grad_y (grad_weight), the partial sums (reduce) or the ReLU output that MASK reads, as vec4s.
@@ -115,29 +115,66 @@ fn index(gid: vec3<u32>) -> u32 {
 // coordinates) of channel c of image b, 0 outside the image.
 alias Window = array<f32, MAX_KW + 3u>;
 
-// Column j0 + t of the window (t < KW + 3, else unused and 0). Loaded from a valid index and
-// selected, not loaded under a branch (llvmpipe runs both sides of a branch).
-fn window_value(base: u32, row_ok: bool, j0: u32, t: u32) -> f32 {
-    let col = j0 + t;
-    let ok = t < KW + 3u && row_ok && col >= p.pad_w && col - p.pad_w < p.w;
-    return select(0.0, x[select(0u, base + col - p.pad_w, ok)], ok);
+// The floats of four texels of x from texel t0 (texels past either end of x read its first or
+// last; they are never selected). Only the texels a window can reach at any shift are loaded.
+alias Span = array<f32, 16>;
+
+fn texel(k: u32, t0: i32) -> vec4<f32> {
+    if (4u * k >= KW + 6u) {
+        return vec4<f32>(0.0);
+    }
+    return x[u32(clamp(t0 + i32(k), 0, i32(arrayLength(&x)) - 1))];
 }
 
+fn load_span(t0: i32) -> Span {
+    let a = texel(0u, t0);
+    let b = texel(1u, t0);
+    let c = texel(2u, t0);
+    let d = texel(3u, t0);
+    return Span(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w, c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w);
+}
+
+// Float sh + t of the span (sh < 4), with constant indices and selects: a dynamic index into a
+// private array is slow on llvmpipe.
+fn pick(s: Span, t: u32, sh: u32) -> f32 {
+    let lo = select(s[t], s[t + 1u], sh == 1u);
+    let hi = select(s[t + 2u], s[t + 3u], sh == 3u);
+    return select(lo, hi, sh >= 2u);
+}
+
+// Column j0 + t of the window (t < KW + 3, else unused and 0), from the span.
+fn window_value(s: Span, sh: u32, row_ok: bool, j0: u32, t: u32) -> f32 {
+    if (t >= KW + 3u) {
+        return 0.0;
+    }
+    let col = j0 + t;
+    let ok = row_ok && col >= p.pad_w && col - p.pad_w < p.w;
+    return select(0.0, pick(s, t, sh), ok);
+}
+
+// The window's floats come from the three or four aligned texels around them: a vec4 load costs
+// about a third more than a float's on llvmpipe, so this is about half the loads of one per
+// float. Out-of-image columns and rows are loaded from wherever the index falls and selected
+// away (llvmpipe runs both sides of a branch, so a branch would not save the load).
 fn load_window(b: u32, c: u32, y: u32, j0: u32) -> Window {
     let row_ok = y >= p.pad && y - p.pad < p.h;
     let base = p.x_off + ((b * IC + c) * p.h + select(0u, y - p.pad, row_ok)) * p.w;
+    // Float index of window column 0, which may lie before x's start in the padding.
+    let first = i32(base + j0) - i32(p.pad_w);
+    let s = load_span(first >> 2u);
+    let sh = u32(first & 3);
     return Window(
-        window_value(base, row_ok, j0, 0u),
-        window_value(base, row_ok, j0, 1u),
-        window_value(base, row_ok, j0, 2u),
-        window_value(base, row_ok, j0, 3u),
-        window_value(base, row_ok, j0, 4u),
-        window_value(base, row_ok, j0, 5u),
-        window_value(base, row_ok, j0, 6u),
-        window_value(base, row_ok, j0, 7u),
-        window_value(base, row_ok, j0, 8u),
-        window_value(base, row_ok, j0, 9u),
-        window_value(base, row_ok, j0, 10u),
+        window_value(s, sh, row_ok, j0, 0u),
+        window_value(s, sh, row_ok, j0, 1u),
+        window_value(s, sh, row_ok, j0, 2u),
+        window_value(s, sh, row_ok, j0, 3u),
+        window_value(s, sh, row_ok, j0, 4u),
+        window_value(s, sh, row_ok, j0, 5u),
+        window_value(s, sh, row_ok, j0, 6u),
+        window_value(s, sh, row_ok, j0, 7u),
+        window_value(s, sh, row_ok, j0, 8u),
+        window_value(s, sh, row_ok, j0, 9u),
+        window_value(s, sh, row_ok, j0, 10u),
     );
 }
 
@@ -185,32 +222,50 @@ fn weight_share(k: u32, l: u32, c: u32, u: u32, g: u32) -> f32 {
     return wt[p.w_off + ((o * IC + c) * KH + u) * KW + v];
 }
 
-// acc[o][r] += rows[r] taps v * weight[8 g + o, c, u, v], for filter o of the group, if it
-// exists.
-fn filter_tap(o: u32, v: u32, xv: mat4x4<f32>, base: u32) {
-    if (o < GROUP) {
-        let q = o * KW + v;
-        let w = vec4<f32>(subgroupShuffle(wl[q / 8u], base + q % 8u));
-        acc[o][0] = fma(xv[0], w, acc[o][0]);
-        acc[o][1] = fma(xv[1], w, acc[o][1]);
-        acc[o][2] = fma(xv[2], w, acc[o][2]);
-        acc[o][3] = fma(xv[3], w, acc[o][3]);
-    }
+// Weight tap v of filter o of the current kernel row, from the lane that holds it.
+fn weight_tap(o: u32, v: u32, base: u32) -> f32 {
+    let q = o * KW + v;
+    return subgroupShuffle(wl[q / 8u], base + q % 8u);
 }
 
-// Tap column v of every filter, if the kernel has it, for the tile's four rows.
-fn tap_column(v: u32, base: u32) {
-    if (v < KW) {
-        let xv = mat4x4<f32>(taps(rows[0], v), taps(rows[1], v), taps(rows[2], v),
-                             taps(rows[3], v));
-        filter_tap(0u, v, xv, base);
-        filter_tap(1u, v, xv, base);
-        filter_tap(2u, v, xv, base);
-        filter_tap(3u, v, xv, base);
-        filter_tap(4u, v, xv, base);
-        filter_tap(5u, v, xv, base);
-        filter_tap(6u, v, xv, base);
-        filter_tap(7u, v, xv, base);
+// The weights of filter o's current kernel row, 0 past KW.
+fn filter_weights(o: u32, base: u32) -> array<f32, MAX_KW> {
+    var w: array<f32, MAX_KW>;
+    w[0] = weight_tap(o, 0u, base);
+    if (KW > 1u) { w[1] = weight_tap(o, 1u, base); }
+    if (KW > 2u) { w[2] = weight_tap(o, 2u, base); }
+    if (KW > 3u) { w[3] = weight_tap(o, 3u, base); }
+    if (KW > 4u) { w[4] = weight_tap(o, 4u, base); }
+    if (KW > 5u) { w[5] = weight_tap(o, 5u, base); }
+    if (KW > 6u) { w[6] = weight_tap(o, 6u, base); }
+    if (KW > 7u) { w[7] = weight_tap(o, 7u, base); }
+    return w;
+}
+
+// acc[o][r] += the KW taps of rows[r] against w, all in a row, so that a spilled accumulator
+// is loaded and stored once per kernel row rather than once per tap.
+fn row_taps(o: u32, r: u32, w: array<f32, MAX_KW>) {
+    var a = acc[o][r];
+    let x = rows[r];
+    a = fma(taps(x, 0u), vec4<f32>(w[0]), a);
+    if (KW > 1u) { a = fma(taps(x, 1u), vec4<f32>(w[1]), a); }
+    if (KW > 2u) { a = fma(taps(x, 2u), vec4<f32>(w[2]), a); }
+    if (KW > 3u) { a = fma(taps(x, 3u), vec4<f32>(w[3]), a); }
+    if (KW > 4u) { a = fma(taps(x, 4u), vec4<f32>(w[4]), a); }
+    if (KW > 5u) { a = fma(taps(x, 5u), vec4<f32>(w[5]), a); }
+    if (KW > 6u) { a = fma(taps(x, 6u), vec4<f32>(w[6]), a); }
+    if (KW > 7u) { a = fma(taps(x, 7u), vec4<f32>(w[7]), a); }
+    acc[o][r] = a;
+}
+
+// The current kernel row of filter o of the group, if it exists, over the tile's four rows.
+fn filter_row(o: u32, base: u32) {
+    if (o < GROUP) {
+        let w = filter_weights(o, base);
+        row_taps(o, 0u, w);
+        row_taps(o, 1u, w);
+        row_taps(o, 2u, w);
+        row_taps(o, 3u, w);
     }
 }
 
@@ -255,14 +310,14 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             rows[1] = rows[2];
             rows[2] = rows[3];
             rows[3] = load_window(b, c, i + u + 3u, j0);
-            tap_column(0u, base);
-            tap_column(1u, base);
-            tap_column(2u, base);
-            tap_column(3u, base);
-            tap_column(4u, base);
-            tap_column(5u, base);
-            tap_column(6u, base);
-            tap_column(7u, base);
+            filter_row(0u, base);
+            filter_row(1u, base);
+            filter_row(2u, base);
+            filter_row(3u, base);
+            filter_row(4u, base);
+            filter_row(5u, base);
+            filter_row(6u, base);
+            filter_row(7u, base);
         }
     }
     let ch = 8u * g;
