@@ -30,15 +30,18 @@
 //                (b, q) in ascending order, stored into the gradient buffer. Deterministic.
 //
 // Why this shape, on llvmpipe: every load is a loop over the lanes, so the aim is few loads
-// per multiply-add. Input row i + u - pad of a strip is one window of KW + 3 loads that serves
-// all KW taps of the four positions and, in the forward, the kernel rows of the tile's four
-// output rows it lies under; the OC x KW weights of a kernel row are loaded once per subgroup,
-// eight per load, and handed out with `subgroupShuffle`; each x value then feeds OC vec4 FMAs
-// and each weight four. Tiles of four rows made the forward 1.4x (LeNet-5's conv1) to 1.9x
-// (conv2's input gradient) faster than single strips, which loaded each window KH times.
+// per multiply-add. Input row i + u - pad of a strip is one window of KW + 3 floats (three or
+// four texel loads) that serves all KW taps of the four positions and, in the forward, the
+// kernel rows of the tile's four output rows it lies under; the GROUP x KW weights of a kernel
+// row are loaded once per subgroup, eight per load, and handed out with `subgroupShuffle`;
+// each x value then feeds GROUP vec4 FMAs and each weight four. Tiles of four rows made the
+// forward 1.4x (LeNet-5's conv1) to 1.9x (conv2's input gradient) faster than single strips,
+// which loaded each window KH times; windows from texels and the FMAs ordered filter by
+// filter (`filter_row`) gave 3-8% more.
 // grad_weight walks down a column of strips the same way: each input row's window is loaded
 // once, and the grad_y strips of the KH output rows above it wait in a ring, so that every
 // load feeds all the KH KW GROUP taps it touches.
+//
 // The shapes are override constants, and the taps and filters are written out up to the
 // capacity below (8 each), each guarded by a constant condition: the compiler drops what the
 // shape does not use, and every array index is a constant, so the accumulators are plain
