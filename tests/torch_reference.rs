@@ -269,3 +269,32 @@ fn every_matmul_variant_trains_to_the_pytorch_weights() {
         }
     }
 }
+
+/// Whichever method runs LeNet-5's convolutions (strips, the static choice here; matrix
+/// products, forced as `WGRAD_KERNEL=block8-sg` does; the direct loops, `direct`), its 16
+/// training steps land within the same tolerance of PyTorch.
+#[test]
+fn every_convolution_method_trains_lenet5_to_the_pytorch_weights() {
+    let Some(shared) = context() else { return };
+    let (reference, data) = load_reference("reference_models.json");
+    for forced in ["direct", "block8-sg"] {
+        let ctx = pollster::block_on(Context::new(&ContextOptions {
+            tuning: TuningOptions {
+                forced: Some(forced.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))
+        .unwrap();
+        assert_eq!(ctx.adapter_name(), shared.adapter_name());
+        for c in reference["configs"].as_array().unwrap() {
+            let abs = match c["name"].as_str() {
+                Some("lenet5_adamw") => LENET_ADAMW_ABS,
+                Some("lenet5_sgd") => MODEL_WEIGHT_ABS,
+                _ => continue,
+            };
+            let worst = check_config(&ctx, &reference, c, &ModelSpec::lenet5(), &data, Some(abs));
+            eprintln!("  with {forced}: {worst:.2e}");
+        }
+    }
+}
