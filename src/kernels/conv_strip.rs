@@ -150,6 +150,10 @@ fn constants(
 
 fn params(shape: ConvShape, relu: bool, (w_off, b_off): (usize, usize)) -> Result<Params> {
     let (oh, ow) = shape.output()?;
+    // Rounding the rows up can leave the last bands empty (5 rows in 4 bands: 2, 2, 1 and
+    // none), so the bands are counted again from their rows.
+    let band_rows = oh.div_ceil(bands(shape, oh));
+    let bands = oh.div_ceil(band_rows);
     Ok(Params {
         n: shape.n as u32,
         h: shape.h as u32,
@@ -161,9 +165,9 @@ fn params(shape: ConvShape, relu: bool, (w_off, b_off): (usize, usize)) -> Resul
         relu: relu as u32,
         w_off: w_off as u32,
         b_off: b_off as u32,
-        rows: (shape.n * bands(shape, oh) * shape.ic * groups(shape.oc).1) as u32,
-        bands: bands(shape, oh) as u32,
-        band_rows: oh.div_ceil(bands(shape, oh)) as u32,
+        rows: (shape.n * bands * shape.ic * groups(shape.oc).1) as u32,
+        bands: bands as u32,
+        band_rows: band_rows as u32,
         ..Default::default()
     })
 }
@@ -240,11 +244,20 @@ pub async fn grad_input(
         stride: 1,
         pad: shape.kh - 1 - shape.pad,
     };
-    // The transposed padding per side, and with it the output [h, w].
-    let mut p = self::params(t, false, (w_off, 0))?;
-    p.pad_w = (shape.kw - 1 - shape.pad) as u32;
-    p.oh = shape.h as u32;
-    p.ow = shape.w as u32;
+    // The transposed padding differs per axis for a kernel that is not square, which
+    // ConvShape cannot say, so its fields are written here rather than by `params` (the
+    // forward reads no others).
+    let p = Params {
+        n: t.n as u32,
+        h: t.h as u32,
+        w: t.w as u32,
+        oh: shape.h as u32,
+        ow: shape.w as u32,
+        pad: (shape.kh - 1 - shape.pad) as u32,
+        pad_w: (shape.kw - 1 - shape.pad) as u32,
+        w_off: w_off as u32,
+        ..Default::default()
+    };
     let strips = invocations(shape.ic, shape.n, (shape.h, shape.w));
     let constants = constants(t, shape.w, true, mask.is_some());
     let src = mask.unwrap_or(params);
