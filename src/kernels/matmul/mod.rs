@@ -387,7 +387,12 @@ impl Variant {
         if self.packed() {
             let packed = Packed::of(shape);
             let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
-            if shape.m.div_ceil(BLOCK8_TILE) > max_groups {
+            // Rows of C per workgroup: a subgroup kernel's block, else an 8x8 tile's.
+            let tile_rows = match self.sg_rows() {
+                0 => BLOCK8_TILE,
+                rows => rows,
+            };
+            if shape.m.div_ceil(tile_rows) > max_groups {
                 return Some(format!(
                     "{} rows need over {max_groups} workgroups",
                     shape.m
@@ -475,8 +480,9 @@ fn key(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> String {
 /// The variant for a product on this device: the forced one (`WGRAD_KERNEL`) where it applies,
 /// else the cached choice, else the fastest correct candidate when the tuning has a clock (the
 /// choice is then cached), else the static preference: block8-sg32, tex8-sg32, tex8-sg,
-/// block8-sg, tex8, vec4, strided, the first that applies (the order at n = 1024 on llvmpipe,
-/// where the tuner took block8-sg32 for most of the models' products too).
+/// block8-sg, tex8, vec4, strided, the first that applies (about the order at n = 1024 on
+/// llvmpipe, where the two 32-row kernels run within a few percent of each other and the tuner
+/// took the buffer one for most of the models' products).
 pub async fn choose(ctx: &Context, shape: Shape, a: Operand, b: Operand) -> Result<Variant> {
     if let Some(v) = known_choice(ctx, shape, a, b) {
         return Ok(v);
@@ -936,7 +942,8 @@ const REDUCE: KernelSource = KernelSource {
 /// the k loop is split.
 ///
 /// Layout: the subgroup kernels always take 16x64 or 32x64 tiles. The 8x8 ones take the wide
-/// layout for C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64 tiles. Split-K
+/// layout for C of at most 32 rows, the tall one for C of at most 32 columns, else 64x64
+/// tiles. Split-K
 /// when the grid has under 16 workgroups (4 on a CPU adapter) and k is long (at least 32 steps
 /// of four): slices of at least 16 steps, about 32 workgroups in all, so that every core has
 /// several to run.
