@@ -30,7 +30,7 @@
 //                (b, q) in ascending order, stored into the gradient buffer. Deterministic.
 //
 // Why this shape, on llvmpipe: every load is a loop over the lanes, so the aim is few loads
-// per multiply-add. Input row i + u - pad of a strip is one window of KW + 3 floats (three or
+// per multiply-add. Input row i + u - pad of a strip is one window of KW + 3 floats (at most
 // four texel loads) that serves all KW taps of the four positions and, in the forward, the
 // kernel rows of the tile's four output rows it lies under; the GROUP x KW weights of a kernel
 // row are loaded once per subgroup, eight per load, and handed out with `subgroupShuffle`;
@@ -155,7 +155,7 @@ fn window_value(s: Span, sh: u32, row_ok: bool, j0: u32, t: u32) -> f32 {
     return select(0.0, pick(s, t, sh), ok);
 }
 
-// The window's floats come from the three or four aligned texels around them: a vec4 load costs
+// The window's floats come from the (at most four) aligned texels around them: a vec4 load costs
 // about a third more than a float's on llvmpipe, so this is about half the loads of one per
 // float. Out-of-image columns and rows are loaded from wherever the index falls and selected
 // away (llvmpipe runs both sides of a branch, so a branch would not save the load).
@@ -189,7 +189,7 @@ fn taps(w: Window, v: u32) -> vec4<f32> {
 // forward: an invocation computes a tile of four strips, output rows i .. i + 3 (TILE_ROWS).
 // acc[o][r] = y[b, o, i + r, j0 .. j0 + 3]. At kernel row u, rows[r] is the window of input
 // row i + r + u, which kernel row u applies to output row i + r: each window is loaded once
-// and serves the KH kernel rows of the four outputs rows it lies under, and each shuffled
+// and serves the KH kernel rows of the four output rows it lies under, and each shuffled
 // weight feeds four FMAs. wl[k] = weight tap q = l + 8 k (q = o KW + v) of the current kernel
 // row, held by lane l of each group of eight.
 const TILE_ROWS: u32 = 4u;

@@ -3,13 +3,13 @@
 // variants block8-sg and block8-sg32, tex8-sg and tex8-sg32), one group of 8 per workgroup.
 //
 // Invocation `li` of workgroup (x, y) computes rows SG_ROWS y .. + SG_ROWS - 1 and columns
-// 8 (8x + li) .. + 7, so a workgroup covers a SG_ROWS x 64 tile (sg_tile_m x BLOCK8_TILE in
-// src/kernels/matmul/mod.rs). The eight invocations compute the same rows: each loads the A
+// 8 (8x + li) .. + 7, so a workgroup covers a SG_ROWS x 64 tile (Variant::sg_rows x BLOCK8_TILE
+// in src/kernels/matmul/mod.rs). The eight invocations compute the same rows: each loads the A
 // texels of SG_ROWS / 8 of them (rows r, r + 8, .., r = li) and `subgroupShuffle` hands every
 // row to all eight. Per step of four k that is SG_ROWS / 8 A loads and 8 B loads for SG_ROWS x
 // 8 vec4 FMAs, where `main` needs 16 loads for 64.
 //
-// Why these sizes, on llvmpipe: a lane's vec4 is four SIMD registers there, so the 64 or 128
+// Why these sizes, on llvmpipe: a lane's vec4 is four SIMD registers there, so the 32 or 64
 // accumulator vec4s spill to the stack whatever the block, and what counts is the loads per
 // FMA and how often a spilled accumulator is reloaded. Each step's FMAs therefore go row by
 // row (`step_row`), each accumulator taking its four k at once, so that it is loaded and
@@ -36,7 +36,7 @@
 // checks each variant's result against the portable kernel before it may be chosen, so an
 // adapter that breaks the assumption only loses this variant.
 
-// Rows per block: 16 or 32 (the host's `sg_tile_m`).
+// Rows per block: 16 or 32 (the host's `Variant::sg_rows`).
 override SG_ROWS: u32 = 16u;
 const SG_MAX_ROWS: u32 = 32u;
 
