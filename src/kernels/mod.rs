@@ -164,6 +164,9 @@ async fn compile(
                 constants: &constants,
                 ..Default::default()
             },
+            // No wgpu pipeline cache. On llvmpipe a subgroup matmul pipeline takes about 1 s
+            // to build, nearly all of it in lavapipe's own passes (Mesa's shader cache does not
+            // shorten it), so a run's first steps wait for every pipeline its plan uses.
             cache: None,
         });
         Kernel {
