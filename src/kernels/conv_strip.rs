@@ -233,24 +233,19 @@ pub async fn grad_input(
     grad_x: &wgpu::Buffer,
 ) -> Result<Vec<Dispatch>> {
     let (oh, ow) = shape.output()?;
-    let t = ConvShape {
-        n: shape.n,
-        ic: shape.oc,
-        h: oh,
-        w: ow,
-        oc: shape.ic,
-        kh: shape.kh,
-        kw: shape.kw,
-        stride: 1,
-        pad: shape.kh - 1 - shape.pad,
-    };
     // The transposed padding differs per axis for a kernel that is not square, which
-    // ConvShape cannot say, so its fields are written here rather than by `params` (the
-    // forward reads no others).
+    // ConvShape cannot say, so the forward's fields are written here rather than by `params`
+    // (the forward reads no others), and the transposed shape below only names the channels
+    // and taps for `constants`.
+    let t = ConvShape {
+        ic: shape.oc,
+        oc: shape.ic,
+        ..shape
+    };
     let p = Params {
-        n: t.n as u32,
-        h: t.h as u32,
-        w: t.w as u32,
+        n: shape.n as u32,
+        h: oh as u32,
+        w: ow as u32,
         oh: shape.h as u32,
         ow: shape.w as u32,
         pad: (shape.kh - 1 - shape.pad) as u32,
